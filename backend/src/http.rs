@@ -1,0 +1,96 @@
+//! HTTP plumbing every service shares: JSON error bodies, a JSON extractor
+//! whose rejections are JSON too, JSON 404/405 fallbacks, request spans, and
+//! the outbound client with its timeouts.
+
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use gradebook_shared::ErrorBody;
+use tower_http::trace::TraceLayer;
+
+/// A JSON error answer: `{"error": "..."}` with the given status.
+pub fn error_response(status: StatusCode, body: ErrorBody) -> Response {
+    (status, Json(body)).into_response()
+}
+
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    error_response(status, ErrorBody::new(message))
+}
+
+/// `axum::Json`, but a body that is not valid JSON (or is too large, or has
+/// the wrong content type) is answered with a JSON error, not plain text.
+#[derive(Debug, Clone, Copy, Default, FromRequest)]
+#[from_request(via(axum::Json), rejection(JsonError))]
+pub struct ApiJson<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
+    fn into_response(self) -> Response {
+        Json(self.0).into_response()
+    }
+}
+
+/// The rejection of [`ApiJson`].
+#[derive(Debug)]
+pub struct JsonError(JsonRejection);
+
+impl From<JsonRejection> for JsonError {
+    fn from(r: JsonRejection) -> Self {
+        Self(r)
+    }
+}
+
+impl IntoResponse for JsonError {
+    fn into_response(self) -> Response {
+        let status = match self.0.status() {
+            // A body that parses but has the wrong shape is a plain bad request.
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+            s => s,
+        };
+        error(status, self.0.body_text())
+    }
+}
+
+/// Adds what every service's router needs: JSON 404/405 answers, a body
+/// size limit (413 beyond it) and a tracing span per request.
+pub fn finish_router(router: Router, body_limit: usize) -> Router {
+    router
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .method_not_allowed_fallback(|| async { error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+        }))
+}
+
+/// The outbound client shared by a process: pooled connections, and no call
+/// without a deadline.
+pub fn client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(2)))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .build()
+        .expect("a reqwest client with only timeouts set always builds")
+}
+
+/// A short, stable description of why an outbound call failed.
+pub fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        "connection failed".to_owned()
+    } else {
+        let mut s = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(inner) = source {
+            s = format!("{s}: {inner}");
+            source = inner.source();
+        }
+        s
+    }
+}

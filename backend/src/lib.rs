@@ -1,0 +1,10 @@
+//! Gradebook's backend: the registry, the services and the runtime they
+//! share. Each service is a module with `router(state) -> Router` and
+//! `serve(listener, state, shutdown)`; the `gradebook` binary only parses
+//! configuration (see [`cli`]) and calls them.
+
+pub mod cli;
+pub mod http;
+pub mod registry;
+pub mod runtime;
+pub mod telemetry;

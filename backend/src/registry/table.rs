@@ -1,0 +1,415 @@
+//! The registry's state machine, free of I/O so it can be tested with paused
+//! time: registrations, their health, and for every dependent what it has been
+//! told, from which the next patch to send it is derived.
+//!
+//! Patches are computed as the difference between what a dependent *should*
+//! know (the passing providers of what it requires) and what it *has been
+//! told*. That makes delivery self-healing: a failed or reordered send is
+//! repaired by the next diff, and a dependent can never be left holding a dead
+//! provider or missing a live one once things settle.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, SystemTime};
+
+use gradebook_shared::registry::{HealthState, Patch, PatchEntry, Registration, ServiceStatus};
+use tokio::time::Instant;
+
+/// How health checks behave. Defaults are the documented ones.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Time between probes of a healthy service.
+    pub interval: Duration,
+    /// Deadline of one probe.
+    pub timeout: Duration,
+    /// Time between probes while a failure or a recovery is being confirmed.
+    pub retry_interval: Duration,
+    /// Consecutive failed probes that make a passing service critical.
+    pub failure_threshold: u32,
+    /// Consecutive good probes that make a critical service passing again.
+    pub recovery_threshold: u32,
+    /// How long a critical service keeps being probed before it is forgotten.
+    pub retention: Duration,
+    /// After start, removals of providers the registry has not heard of yet
+    /// are held back this long, so its own empty state is never pushed.
+    pub warmup: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_millis(500),
+            timeout: Duration::from_millis(500),
+            retry_interval: Duration::from_millis(100),
+            failure_threshold: 3,
+            recovery_threshold: 2,
+            retention: Duration::from_secs(60),
+            warmup: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Entry {
+    pub reg: Registration,
+    /// Bumped by every registration of this URL, so results of work started
+    /// for an earlier registration are recognised and dropped.
+    pub generation: u64,
+    pub state: HealthState,
+    critical_since: Option<Instant>,
+    failures: u32,
+    successes: u32,
+    last_error: Option<String>,
+    last_probe: Option<(SystemTime, Instant)>,
+    latency: Option<Duration>,
+    registered_at: SystemTime,
+    sessions: u32,
+    /// Its session dropped and no probe has answered since.
+    suspect: bool,
+    told: Told,
+}
+
+/// What a dependent has been told about its providers.
+#[derive(Debug, Default)]
+struct Told {
+    /// The providers it holds, as far as we know for sure.
+    believed: BTreeSet<PatchEntry>,
+    /// False after a delivery whose outcome is unknown; the next patch then
+    /// restates everything it should hold.
+    certain: bool,
+    /// Every provider it may hold: what it holds plus anything sent whose
+    /// delivery is uncertain. Removals are computed against this.
+    possibly: BTreeSet<PatchEntry>,
+}
+
+/// A change in whether a service is handed out, with why.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    Removed { name: String, cause: String },
+    Recovered { name: String },
+    /// Critical for longer than the retention: no longer probed or listed.
+    Forgotten { name: String },
+}
+
+pub struct Table {
+    entries: HashMap<String, Entry>,
+    pub policy: Policy,
+    started: Instant,
+    next_generation: u64,
+}
+
+/// What a registration changed.
+#[derive(Debug)]
+pub struct Registered {
+    pub generation: u64,
+    /// True when this URL was not registered before (its tasks must start).
+    pub is_new: bool,
+    /// Names whose providers changed: their dependents need a patch.
+    pub changed_names: Vec<String>,
+}
+
+impl Table {
+    pub fn new(policy: Policy, now: Instant) -> Self {
+        Self { entries: HashMap::new(), policy, started: now, next_generation: 1 }
+    }
+
+    pub fn get(&self, url: &str) -> Option<&Entry> {
+        self.entries.get(url)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn register(&mut self, reg: Registration) -> Registered {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let url = reg.service_url.clone();
+        let required = reg.required_services.clone();
+        // What it already holds: only what it requires can ever be diffed away.
+        let known: BTreeSet<PatchEntry> =
+            reg.known_providers.iter().filter(|p| required.contains(&p.name)).cloned().collect();
+        let told = Told { believed: known.clone(), certain: true, possibly: known };
+        let mut changed_names = vec![reg.service_name.clone()];
+        let is_new = match self.entries.get_mut(&url) {
+            Some(e) => {
+                if e.reg.service_name != reg.service_name {
+                    changed_names.push(e.reg.service_name.clone());
+                }
+                e.reg = reg;
+                e.generation = generation;
+                e.state = HealthState::Passing;
+                e.critical_since = None;
+                e.failures = 0;
+                e.successes = 0;
+                e.suspect = false;
+                e.registered_at = SystemTime::now();
+                e.told = told;
+                false
+            }
+            None => {
+                self.entries.insert(
+                    url,
+                    Entry {
+                        reg,
+                        generation,
+                        state: HealthState::Passing,
+                        critical_since: None,
+                        failures: 0,
+                        successes: 0,
+                        last_error: None,
+                        last_probe: None,
+                        latency: None,
+                        registered_at: SystemTime::now(),
+                        sessions: 0,
+                        suspect: false,
+                        told,
+                    },
+                );
+                true
+            }
+        };
+        Registered { generation, is_new, changed_names }
+    }
+
+    pub fn deregister(&mut self, url: &str) -> Option<Entry> {
+        self.entries.remove(url)
+    }
+
+    /// Passing providers of `name`, in a stable order.
+    pub fn providers(&self, name: &str) -> Vec<PatchEntry> {
+        let mut v: Vec<PatchEntry> = self
+            .entries
+            .values()
+            .filter(|e| e.state == HealthState::Passing && e.reg.service_name == name)
+            .map(|e| PatchEntry::new(name, e.reg.service_url.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// URLs of the registrations that require `name` and can be sent patches.
+    pub fn dependents_of(&self, name: &str) -> Vec<String> {
+        self.entries
+            .values()
+            .filter(|e| !e.reg.service_update_url.is_empty() && e.reg.required_services.iter().any(|r| r == name))
+            .map(|e| e.reg.service_url.clone())
+            .collect()
+    }
+
+    /// Every registration that can be sent patches.
+    pub fn all_dependents(&self) -> Vec<String> {
+        self.entries
+            .values()
+            .filter(|e| !e.reg.service_update_url.is_empty() && !e.reg.required_services.is_empty())
+            .map(|e| e.reg.service_url.clone())
+            .collect()
+    }
+
+    fn desired(&self, dependent: &Entry) -> BTreeSet<PatchEntry> {
+        dependent.reg.required_services.iter().flat_map(|name| self.providers(name)).collect()
+    }
+
+    fn warming_up(&self, now: Instant) -> bool {
+        now.duration_since(self.started) < self.policy.warmup
+    }
+
+    /// The patch `url` needs next (None when it is up to date or unknown),
+    /// with the generation it was computed for.
+    pub fn next_patch(&self, url: &str, now: Instant) -> Option<(Patch, u64)> {
+        let e = self.entries.get(url)?;
+        if e.reg.service_update_url.is_empty() {
+            return None;
+        }
+        let desired = self.desired(e);
+        let added: Vec<PatchEntry> = if e.told.certain {
+            desired.difference(&e.told.believed).cloned().collect()
+        } else {
+            desired.iter().cloned().collect()
+        };
+        let warming_up = self.warming_up(now);
+        let removed: Vec<PatchEntry> = e
+            .told
+            .possibly
+            .difference(&desired)
+            // While warming up, a provider we have never heard of is more
+            // likely not re-registered yet than dead: keep it for now.
+            .filter(|p| !(warming_up && !self.entries.contains_key(&p.url)))
+            .cloned()
+            .collect();
+        let patch = Patch { added, removed };
+        (!patch.is_empty()).then_some((patch, e.generation))
+    }
+
+    /// `patch` reached `url`.
+    pub fn delivered(&mut self, url: &str, generation: u64, patch: &Patch) {
+        let Some(e) = self.entries.get_mut(url).filter(|e| e.generation == generation) else { return };
+        let told = &mut e.told;
+        if !told.certain {
+            told.believed = told.possibly.clone();
+            told.certain = true;
+        }
+        for p in &patch.removed {
+            told.believed.remove(p);
+        }
+        told.believed.extend(patch.added.iter().cloned());
+        told.possibly = told.believed.clone();
+    }
+
+    /// `patch` may or may not have reached `url`.
+    pub fn delivery_failed(&mut self, url: &str, generation: u64, patch: &Patch) {
+        let Some(e) = self.entries.get_mut(url).filter(|e| e.generation == generation) else { return };
+        e.told.certain = false;
+        e.told.possibly.extend(patch.added.iter().cloned());
+    }
+
+    /// The registration answer carries the providers too: the dependent may
+    /// hold them from there even when no patch got through.
+    pub fn answered(&mut self, url: &str, generation: u64, providers: &[PatchEntry]) {
+        let Some(e) = self.entries.get_mut(url).filter(|e| e.generation == generation) else { return };
+        let extra: Vec<_> = providers.iter().filter(|p| !e.told.believed.contains(*p)).cloned().collect();
+        if !extra.is_empty() {
+            e.told.certain = false;
+            e.told.possibly.extend(extra);
+        }
+    }
+
+    /// The snapshot that answers a registration.
+    pub fn providers_for(&self, url: &str) -> Vec<PatchEntry> {
+        self.entries.get(url).map(|e| self.desired(e).into_iter().collect()).unwrap_or_default()
+    }
+
+    /// How long the prober of `url` waits before its next probe.
+    pub fn next_probe_delay(&self, url: &str) -> Option<Duration> {
+        let e = self.entries.get(url)?;
+        let confirming = match e.state {
+            HealthState::Passing => e.failures > 0 || e.suspect,
+            HealthState::Critical => e.successes > 0,
+        };
+        Some(if confirming { self.policy.retry_interval } else { self.policy.interval })
+    }
+
+    pub fn session_opened(&mut self, url: &str) {
+        if let Some(e) = self.entries.get_mut(url) {
+            e.sessions += 1;
+        }
+    }
+
+    /// Its session connection closed: the service may have crashed. Returns
+    /// true when the entry exists (and should be probed right away).
+    pub fn session_lost(&mut self, url: &str, generation: u64) -> bool {
+        match self.entries.get_mut(url) {
+            Some(e) => {
+                e.sessions = e.sessions.saturating_sub(1);
+                if e.generation == generation && e.sessions == 0 {
+                    e.suspect = true;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Records a probe of `url`, returning the change it causes, if any.
+    pub fn probe_result(
+        &mut self,
+        url: &str,
+        generation: u64,
+        outcome: Result<Duration, String>,
+        now: Instant,
+    ) -> Option<Transition> {
+        let policy = &self.policy;
+        let e = self.entries.get_mut(url).filter(|e| e.generation == generation)?;
+        e.last_probe = Some((SystemTime::now(), now));
+        let name = e.reg.service_name.clone();
+        match outcome {
+            Ok(latency) => {
+                e.latency = Some(latency);
+                e.failures = 0;
+                e.suspect = false;
+                e.last_error = None;
+                if e.state == HealthState::Critical {
+                    e.successes += 1;
+                    if e.successes >= policy.recovery_threshold {
+                        e.state = HealthState::Passing;
+                        e.critical_since = None;
+                        e.successes = 0;
+                        return Some(Transition::Recovered { name });
+                    }
+                }
+                None
+            }
+            Err(err) => {
+                e.latency = None;
+                e.successes = 0;
+                e.failures = e.failures.saturating_add(1);
+                e.last_error = Some(err.clone());
+                match e.state {
+                    HealthState::Passing if e.suspect || e.failures >= policy.failure_threshold => {
+                        let cause = if e.suspect {
+                            format!("session lost and heartbeat probe failed: {err}")
+                        } else {
+                            format!("{} consecutive failed heartbeat probes, last: {err}", e.failures)
+                        };
+                        e.state = HealthState::Critical;
+                        e.critical_since = Some(now);
+                        e.suspect = false;
+                        Some(Transition::Removed { name, cause })
+                    }
+                    HealthState::Critical
+                        if e.critical_since.is_some_and(|t| now.duration_since(t) >= policy.retention) =>
+                    {
+                        self.entries.remove(url);
+                        Some(Transition::Forgotten { name })
+                    }
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// Every registration, for `GET /services`, ordered by name then URL.
+    pub fn statuses(&self, now: Instant) -> Vec<ServiceStatus> {
+        let mut v: Vec<ServiceStatus> = self
+            .entries
+            .values()
+            .map(|e| ServiceStatus {
+                service_name: e.reg.service_name.clone(),
+                service_url: e.reg.service_url.clone(),
+                required_services: e.reg.required_services.clone(),
+                heartbeat_url: e.reg.heartbeat_url.clone(),
+                service_update_url: e.reg.service_update_url.clone(),
+                state: e.state,
+                last_probe: e.last_probe.map(|(t, _)| rfc3339(t)),
+                last_probe_age_ms: e.last_probe.map(|(_, i)| now.duration_since(i).as_millis() as u64),
+                latency_ms: e.latency.map(|d| d.as_secs_f64() * 1000.0),
+                consecutive_failures: e.failures,
+                registered_at: rfc3339(e.registered_at),
+                session: e.sessions > 0,
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.service_name, &a.service_url).cmp(&(&b.service_name, &b.service_url)));
+        v
+    }
+}
+
+pub fn rfc3339(t: SystemTime) -> String {
+    time::OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+impl Entry {
+    pub fn heartbeat_url(&self) -> &str {
+        &self.reg.heartbeat_url
+    }
+    pub fn update_url(&self) -> &str {
+        &self.reg.service_update_url
+    }
+    pub fn name(&self) -> &str {
+        &self.reg.service_name
+    }
+}

@@ -1,0 +1,331 @@
+//! What every Gradebook service runs on: it binds first, then registers with
+//! the registry (retrying with backoff while the registry is away), holds a
+//! session connection so its crash is noticed at once, keeps a provider cache
+//! fed by patches, and on shutdown deregisters exactly once before draining.
+
+mod providers;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use gradebook_shared::registry::{Patch, Registration};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use providers::{NoProvider, Providers};
+
+use crate::http::ApiJson;
+
+/// Where the registry sends a service its patches.
+pub const UPDATE_PATH: &str = "/registry/update";
+/// What the registry probes.
+pub const HEARTBEAT_PATH: &str = "/heartbeat";
+
+/// Who a service is and what it needs.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    pub name: String,
+    /// The URL others reach it at; by default `http://<bound address>`.
+    pub advertise: Option<String>,
+    pub required: Vec<String>,
+    /// Base URL of the registry, e.g. `http://127.0.0.1:3000`.
+    pub registry_url: String,
+    pub token: Option<String>,
+    /// Deadline of calls to the registry and to providers.
+    pub call_timeout: Duration,
+}
+
+impl ServiceSpec {
+    pub fn new(name: impl Into<String>, registry_url: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            advertise: None,
+            required: vec![],
+            registry_url: registry_url.into(),
+            token: None,
+            call_timeout: Duration::from_secs(5),
+        }
+    }
+
+    pub fn requires(mut self, names: &[&str]) -> Self {
+        self.required = names.iter().map(|s| s.to_string()).collect();
+        self
+    }
+}
+
+/// A service's handle on the system: its identity, its providers and an HTTP
+/// client to reach them. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    spec: ServiceSpec,
+    url: String,
+    providers: Providers,
+    client: reqwest::Client,
+    /// Sessions live as long as the service: no overall deadline.
+    session_client: reqwest::Client,
+    deregistered: AtomicBool,
+}
+
+/// A call to a required service that could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error(transparent)]
+    NoProvider(#[from] NoProvider),
+    #[error("{name} is unreachable: {reason}")]
+    Unreachable { name: String, reason: String },
+}
+
+impl Runtime {
+    /// A runtime for a service listening on `local_addr`.
+    pub fn new(spec: ServiceSpec, local_addr: std::net::SocketAddr) -> Self {
+        let url = spec.advertise.clone().unwrap_or_else(|| {
+            let mut addr = local_addr;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}")
+        });
+        let url = url.trim_end_matches('/').to_owned();
+        let session_client = reqwest::Client::builder()
+            .connect_timeout(spec.call_timeout)
+            .tcp_nodelay(true)
+            .build()
+            .expect("a reqwest client with only timeouts set always builds");
+        Self {
+            inner: Arc::new(Inner {
+                client: crate::http::client(spec.call_timeout),
+                session_client,
+                url,
+                spec,
+                providers: Providers::default(),
+                deregistered: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The URL this service is registered under.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.spec.name
+    }
+
+    pub fn providers(&self) -> &Providers {
+        &self.inner.providers
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.inner.client
+    }
+
+    /// Sends a request built by `build(client, provider_base_url)` to a
+    /// provider of `name`, moving on to another provider when one cannot be
+    /// connected to (the request never left, so this is safe for any method).
+    pub async fn call<F>(&self, name: &str, build: F) -> Result<reqwest::Response, CallError>
+    where
+        F: Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    {
+        let candidates = self.inner.providers.shuffled(name);
+        if candidates.is_empty() {
+            return Err(NoProvider(name.to_owned()).into());
+        }
+        let mut reason = String::new();
+        for base in candidates {
+            match build(&self.inner.client, &base).send().await {
+                Ok(response) => return Ok(response),
+                Err(e) if e.is_connect() => reason = format!("cannot connect to {base}"),
+                Err(e) => {
+                    return Err(CallError::Unreachable { name: name.to_owned(), reason: crate::http::describe(&e) });
+                }
+            }
+        }
+        Err(CallError::Unreachable { name: name.to_owned(), reason })
+    }
+
+    /// The routes the runtime adds to every service.
+    pub fn routes(&self) -> Router {
+        Router::new()
+            .route(HEARTBEAT_PATH, get(|| async { "ok" }))
+            .route(UPDATE_PATH, post(receive_patch))
+            .with_state(self.clone())
+    }
+
+    fn registration(&self) -> Registration {
+        let spec = &self.inner.spec;
+        Registration {
+            service_name: spec.name.clone(),
+            service_url: self.inner.url.clone(),
+            required_services: spec.required.clone(),
+            service_update_url: format!("{}{UPDATE_PATH}", self.inner.url),
+            heartbeat_url: format!("{}{HEARTBEAT_PATH}", self.inner.url),
+            known_providers: self.inner.providers.snapshot(),
+        }
+    }
+
+    fn with_token(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.inner.spec.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    fn registry(&self, path: &str) -> String {
+        format!("{}{path}", self.inner.spec.registry_url.trim_end_matches('/'))
+    }
+
+    async fn register_once(&self) -> Result<(), String> {
+        let req = self.inner.client.post(self.registry("/services")).json(&self.registration());
+        let response = self.with_token(req).send().await.map_err(|e| crate::http::describe(&e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(format!("registry answered {status}: {body}"));
+        }
+        let patch: Patch = response.json().await.map_err(|e| format!("unreadable registration answer: {e}"))?;
+        self.inner.providers.merge(&patch.added);
+        Ok(())
+    }
+
+    /// Holds the session open until the registry or `cancel` ends it.
+    async fn hold_session(&self, cancel: &CancellationToken) -> SessionEnd {
+        let (_keep_open, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+        let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let req = self.inner.session_client.post(self.registry("/sessions")).query(&[("url", self.url())]).body(body);
+        let response = tokio::select! {
+            _ = cancel.cancelled() => return SessionEnd::Shutdown,
+            r = self.with_token(req).send() => r,
+        };
+        match response {
+            Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => SessionEnd::NotRegistered,
+            Ok(r) => SessionEnd::Lost(format!("registry ended the session ({})", r.status())),
+            Err(e) => SessionEnd::Lost(crate::http::describe(&e)),
+        }
+    }
+
+    /// Keeps this service registered until `cancel`: registers (with backoff
+    /// while the registry is unreachable), then holds a session, and
+    /// registers again whenever the registry has forgotten it.
+    pub async fn stay_registered(self, cancel: CancellationToken) {
+        const MIN_BACKOFF: Duration = Duration::from_millis(50);
+        const MAX_BACKOFF: Duration = Duration::from_secs(1);
+        let mut backoff = MIN_BACKOFF;
+        let sleep = |d: Duration| {
+            let cancel = cancel.clone();
+            async move {
+                tokio::select! {
+                    _ = cancel.cancelled() => false,
+                    _ = tokio::time::sleep(d) => true,
+                }
+            }
+        };
+        'register: loop {
+            let mut failures = 0u32;
+            loop {
+                if cancel.is_cancelled() {
+                    return;
+                }
+                match self.register_once().await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        failures += 1;
+                        // Say it once, then quietly keep trying.
+                        if failures == 1 {
+                            tracing::warn!(registry = %self.inner.spec.registry_url, error = %e, "cannot register yet, retrying");
+                        }
+                        if !sleep(backoff).await {
+                            return;
+                        }
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                }
+            }
+            tracing::info!(service = %self.name(), url = %self.url(), "registered with the registry");
+            backoff = MIN_BACKOFF;
+            loop {
+                let started = tokio::time::Instant::now();
+                match self.hold_session(&cancel).await {
+                    SessionEnd::Shutdown => return,
+                    SessionEnd::NotRegistered => {
+                        tracing::warn!("the registry has forgotten this service; registering again");
+                        continue 'register;
+                    }
+                    SessionEnd::Lost(why) => {
+                        if started.elapsed() > MAX_BACKOFF {
+                            tracing::warn!(%why, "lost the registry session; reconnecting");
+                            backoff = MIN_BACKOFF;
+                        }
+                        if !sleep(backoff).await {
+                            return;
+                        }
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes this service from the registry; only the first call does
+    /// anything.
+    pub async fn deregister(&self) {
+        if self.inner.deregistered.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let req = self
+            .inner
+            .client
+            .delete(self.registry("/services"))
+            .header(reqwest::header::CONTENT_TYPE, "text/plain")
+            .timeout(Duration::from_secs(1))
+            .body(self.url().to_owned());
+        match self.with_token(req).send().await {
+            Ok(r) if r.status().is_success() => tracing::info!(url = %self.url(), "deregistered"),
+            Ok(r) => tracing::warn!(status = %r.status(), "deregistration refused"),
+            Err(e) => tracing::warn!(error = %crate::http::describe(&e), "deregistration failed"),
+        }
+    }
+}
+
+enum SessionEnd {
+    Shutdown,
+    NotRegistered,
+    Lost(String),
+}
+
+async fn receive_patch(State(rt): State<Runtime>, ApiJson(patch): ApiJson<Patch>) -> Json<serde_json::Value> {
+    tracing::debug!(added = ?patch.added, removed = ?patch.removed, "patch received");
+    rt.inner.providers.apply(&patch);
+    Json(serde_json::json!({ "applied": true }))
+}
+
+/// Serves `app` (plus the runtime's routes) on `listener`, registered with
+/// the registry, until `shutdown`: then deregisters, stops the background
+/// work and lets in-flight requests finish.
+pub async fn serve(listener: TcpListener, runtime: Runtime, app: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+    let app = runtime.routes().merge(app);
+    // The listener is already bound, so registering now cannot send anyone
+    // to a service that does not answer yet.
+    let background = shutdown.child_token();
+    let registration = tokio::spawn(runtime.clone().stay_registered(background.clone()));
+    tracing::info!(service = %runtime.name(), url = %runtime.url(), "listening");
+    let rt = runtime.clone();
+    let graceful = async move {
+        shutdown.cancelled().await;
+        // Registration must be over before we deregister, or it could land
+        // after and bring us back. Then dependents stop sending us work
+        // before we stop taking it.
+        background.cancel();
+        let _ = registration.await;
+        rt.deregister().await;
+    };
+    axum::serve(listener, app).with_graceful_shutdown(graceful).await
+}

@@ -1,0 +1,116 @@
+//! A service's view of its providers, fed by the registration answer and by
+//! the registry's patches.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use gradebook_shared::registry::{Patch, PatchEntry};
+use rand::seq::{IndexedRandom, SliceRandom};
+
+#[derive(Debug, Default)]
+pub struct Providers {
+    by_name: RwLock<HashMap<String, Vec<String>>>,
+    patches: AtomicU64,
+}
+
+/// No healthy provider of a required service is known.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("no provider of {0} is available")]
+pub struct NoProvider(pub String);
+
+impl Providers {
+    /// Applies a patch from the registry. Idempotent: adding a known provider
+    /// or removing an unknown one changes nothing.
+    pub fn apply(&self, patch: &Patch) {
+        self.patches.fetch_add(1, Ordering::Relaxed);
+        self.merge(&patch.added);
+        let mut map = self.write();
+        for p in &patch.removed {
+            if let Some(urls) = map.get_mut(&p.name) {
+                urls.retain(|u| u != &p.url);
+            }
+        }
+    }
+
+    /// Adds providers without removing any: a registration answer may come
+    /// from a registry still warming up, which must not empty a warm cache.
+    pub fn merge(&self, added: &[PatchEntry]) {
+        let mut map = self.write();
+        for p in added {
+            let urls = map.entry(p.name.clone()).or_default();
+            if !urls.contains(&p.url) {
+                urls.push(p.url.clone());
+            }
+        }
+    }
+
+    /// A random provider of `name`.
+    pub fn pick(&self, name: &str) -> Result<String, NoProvider> {
+        self.read()
+            .get(name)
+            .and_then(|urls| urls.choose(&mut rand::rng()).cloned())
+            .ok_or_else(|| NoProvider(name.to_owned()))
+    }
+
+    /// Every provider of `name`, in random order (for failover).
+    pub fn shuffled(&self, name: &str) -> Vec<String> {
+        let mut urls = self.all(name);
+        urls.shuffle(&mut rand::rng());
+        urls
+    }
+
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.read().get(name).cloned().unwrap_or_default()
+    }
+
+    /// Everything known, to tell the registry when registering again.
+    pub fn snapshot(&self) -> Vec<PatchEntry> {
+        let map = self.read();
+        let mut v: Vec<PatchEntry> =
+            map.iter().flat_map(|(n, urls)| urls.iter().map(move |u| PatchEntry::new(n.clone(), u.clone()))).collect();
+        v.sort();
+        v
+    }
+
+    /// How many patches have been applied (to tell when one has arrived).
+    pub fn patches_applied(&self) -> u64 {
+        self.patches.load(Ordering::Relaxed)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Vec<String>>> {
+        self.by_name.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Vec<String>>> {
+        self.by_name.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(url: &str) -> PatchEntry {
+        PatchEntry::new("LogService", url)
+    }
+
+    #[test]
+    fn patches_are_idempotent_and_removals_apply() {
+        let p = Providers::default();
+        let add = Patch { added: vec![entry("http://a"), entry("http://a")], removed: vec![] };
+        p.apply(&add);
+        p.apply(&add);
+        assert_eq!(p.all("LogService"), vec!["http://a"]);
+        p.apply(&Patch { added: vec![], removed: vec![entry("http://a")] });
+        assert!(p.pick("LogService").is_err());
+    }
+
+    #[test]
+    fn merge_never_removes() {
+        let p = Providers::default();
+        p.merge(&[entry("http://a")]);
+        p.merge(&[]);
+        assert_eq!(p.pick("LogService").unwrap(), "http://a");
+    }
+}

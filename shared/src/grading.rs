@@ -1,0 +1,215 @@
+//! The grading service's wire types and the validation rules shared by the
+//! service (which enforces them) and the portal (which checks early).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ErrorBody;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum GradeType {
+    Quiz,
+    Test,
+    Exam,
+    Homework,
+}
+
+impl GradeType {
+    pub const ALL: [GradeType; 4] = [GradeType::Quiz, GradeType::Test, GradeType::Exam, GradeType::Homework];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GradeType::Quiz => "Quiz",
+            GradeType::Test => "Test",
+            GradeType::Exam => "Exam",
+            GradeType::Homework => "Homework",
+        }
+    }
+}
+
+impl fmt::Display for GradeType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for GradeType {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        GradeType::ALL.into_iter().find(|t| t.as_str() == s).ok_or(())
+    }
+}
+
+/// A stored grade.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grade {
+    /// Extension: identifies the grade so a mistaken one can be removed.
+    #[serde(rename = "ID", default)]
+    pub id: i64,
+    #[serde(rename = "Title")]
+    pub title: String,
+    #[serde(rename = "Type")]
+    pub kind: GradeType,
+    #[serde(rename = "Score")]
+    pub score: f64,
+}
+
+/// A grade as submitted, already validated (see [`NewGrade::validate`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewGrade {
+    #[serde(rename = "Title")]
+    pub title: String,
+    #[serde(rename = "Type")]
+    pub kind: GradeType,
+    #[serde(rename = "Score")]
+    pub score: f64,
+}
+
+pub const TITLE_MAX_CHARS: usize = 200;
+pub const NAME_MAX_CHARS: usize = 100;
+
+/// A failed validation, naming the offending field.
+pub fn field_error(field: &str, message: impl Into<String>) -> ErrorBody {
+    ErrorBody { error: message.into(), field: Some(field.to_owned()) }
+}
+
+impl NewGrade {
+    /// Checks a submitted grade given as loose JSON, so that every problem is
+    /// reported with the field it concerns (serde's own messages do not).
+    pub fn validate(body: &serde_json::Value) -> Result<NewGrade, ErrorBody> {
+        let obj = body
+            .as_object()
+            .ok_or_else(|| ErrorBody::new("expected a JSON object with Title, Type and Score"))?;
+        let title = match obj.get("Title") {
+            Some(serde_json::Value::String(s)) => s.trim(),
+            Some(_) => return Err(field_error("Title", "Title must be a string")),
+            None => return Err(field_error("Title", "Title is required")),
+        };
+        let chars = title.chars().count();
+        if chars == 0 {
+            return Err(field_error("Title", "Title must not be empty"));
+        }
+        if chars > TITLE_MAX_CHARS {
+            return Err(field_error("Title", format!("Title must be at most {TITLE_MAX_CHARS} characters")));
+        }
+        let kind = match obj.get("Type") {
+            Some(serde_json::Value::String(s)) => s.parse::<GradeType>().map_err(|_| {
+                field_error("Type", format!("Type must be one of Quiz, Test, Exam, Homework (got {s:?})"))
+            })?,
+            Some(_) => return Err(field_error("Type", "Type must be a string: Quiz, Test, Exam or Homework")),
+            None => return Err(field_error("Type", "Type is required")),
+        };
+        let score = match obj.get("Score") {
+            Some(serde_json::Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+            // Forms and hand-written clients send numbers as strings.
+            Some(serde_json::Value::String(s)) => s
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| field_error("Score", format!("Score must be a number (got {s:?})")))?,
+            Some(_) => return Err(field_error("Score", "Score must be a number")),
+            None => return Err(field_error("Score", "Score is required")),
+        };
+        if !score.is_finite() || !(0.0..=100.0).contains(&score) {
+            return Err(field_error("Score", "Score must be a number from 0 to 100"));
+        }
+        Ok(NewGrade { title: title.to_owned(), kind, score })
+    }
+}
+
+/// A student with their grades, in insertion order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Student {
+    #[serde(rename = "ID")]
+    pub id: i64,
+    #[serde(rename = "FirstName")]
+    pub first_name: String,
+    #[serde(rename = "LastName")]
+    pub last_name: String,
+    #[serde(rename = "Grades")]
+    pub grades: Vec<Grade>,
+    /// Mean score, `null` when there are no grades.
+    #[serde(rename = "Average", default)]
+    pub average: Option<f64>,
+}
+
+impl Student {
+    pub fn average_of(grades: &[Grade]) -> Option<f64> {
+        if grades.is_empty() {
+            None
+        } else {
+            Some(grades.iter().map(|g| g.score).sum::<f64>() / grades.len() as f64)
+        }
+    }
+}
+
+/// `POST /students` body, already validated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewStudent {
+    #[serde(rename = "FirstName")]
+    pub first_name: String,
+    #[serde(rename = "LastName")]
+    pub last_name: String,
+}
+
+impl NewStudent {
+    pub fn validate(body: &serde_json::Value) -> Result<NewStudent, ErrorBody> {
+        let obj = body
+            .as_object()
+            .ok_or_else(|| ErrorBody::new("expected a JSON object with FirstName and LastName"))?;
+        let name = |field: &str| -> Result<String, ErrorBody> {
+            let s = match obj.get(field) {
+                Some(serde_json::Value::String(s)) => s.trim(),
+                Some(_) => return Err(field_error(field, format!("{field} must be a string"))),
+                None => return Err(field_error(field, format!("{field} is required"))),
+            };
+            match s.chars().count() {
+                0 => Err(field_error(field, format!("{field} must not be empty"))),
+                n if n > NAME_MAX_CHARS => {
+                    Err(field_error(field, format!("{field} must be at most {NAME_MAX_CHARS} characters")))
+                }
+                _ => Ok(s.to_owned()),
+            }
+        };
+        Ok(NewStudent { first_name: name("FirstName")?, last_name: name("LastName")? })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_valid_grade_is_trimmed_and_accepted() {
+        let g = NewGrade::validate(&json!({"Title": "  Quiz 3 ", "Type": "Quiz", "Score": 90})).unwrap();
+        assert_eq!(g, NewGrade { title: "Quiz 3".into(), kind: GradeType::Quiz, score: 90.0 });
+    }
+
+    #[test]
+    fn every_invalid_grade_names_its_field() {
+        let cases = [
+            (json!({"Type": "Quiz", "Score": 1}), "Title"),
+            (json!({"Title": "   ", "Type": "Quiz", "Score": 1}), "Title"),
+            (json!({"Title": "x".repeat(201), "Type": "Quiz", "Score": 1}), "Title"),
+            (json!({"Title": 5, "Type": "Quiz", "Score": 1}), "Title"),
+            (json!({"Title": "a", "Type": "Essay", "Score": 1}), "Type"),
+            (json!({"Title": "a", "Score": 1}), "Type"),
+            (json!({"Title": "a", "Type": "Quiz", "Score": 100.5}), "Score"),
+            (json!({"Title": "a", "Type": "Quiz", "Score": -1}), "Score"),
+            (json!({"Title": "a", "Type": "Quiz", "Score": "NaN"}), "Score"),
+            (json!({"Title": "a", "Type": "Quiz", "Score": "lots"}), "Score"),
+            (json!({"Title": "a", "Type": "Quiz"}), "Score"),
+        ];
+        for (body, field) in cases {
+            let err = NewGrade::validate(&body).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some(field), "{body}");
+        }
+    }
+
+    #[test]
+    fn average_is_none_without_grades() {
+        assert_eq!(Student::average_of(&[]), None);
+    }
+}
