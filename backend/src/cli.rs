@@ -23,6 +23,23 @@ pub struct Cli {
 pub enum Command {
     /// Run the service registry (registration, discovery, health checks).
     Registry(RegistryArgs),
+    /// Run a service that does nothing but register, require others and
+    /// answer heartbeats: for experiments, drills and benchmarks.
+    Stub(StubArgs),
+    /// Run the whole system: registry, log, grading and portal, as separate processes.
+    Up(UpArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    /// Where the registry listens.
+    #[arg(long, env = "GRADEBOOK_REGISTRY_ADDR", default_value = "127.0.0.1:3000")]
+    pub registry_addr: SocketAddr,
+    /// Data directory (grades, logs), kept between runs.
+    #[arg(long, env = "GRADEBOOK_DATA_DIR", default_value = "data")]
+    pub data_dir: std::path::PathBuf,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
@@ -38,6 +55,54 @@ pub struct Common {
     /// Default log filter when RUST_LOG is unset.
     #[arg(long, env = "GRADEBOOK_LOG_FILTER", default_value = "info", global = true)]
     pub log_filter: String,
+}
+
+/// How a service on the runtime finds and joins the system.
+#[derive(Debug, Clone, Args)]
+pub struct ServiceArgs {
+    /// Base URL of the registry.
+    #[arg(long, env = "GRADEBOOK_REGISTRY_URL", default_value = "http://127.0.0.1:3000")]
+    pub registry_url: String,
+    /// URL other services reach this one at (default: http://<listen address>).
+    #[arg(long, env = "GRADEBOOK_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Deadline of calls to the registry and to other services.
+    #[arg(long, env = "GRADEBOOK_CALL_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub call_timeout: Duration,
+    /// Do not hold a session with the registry (probes alone then detect a crash).
+    #[arg(long, env = "GRADEBOOK_NO_SESSION")]
+    pub no_session: bool,
+}
+
+impl ServiceArgs {
+    pub fn spec(&self, name: &str, required: &[String], common: &Common) -> crate::runtime::ServiceSpec {
+        crate::runtime::ServiceSpec {
+            name: name.to_owned(),
+            advertise: self.advertise.clone(),
+            required: required.to_vec(),
+            registry_url: self.registry_url.clone(),
+            token: common.token.clone(),
+            call_timeout: self.call_timeout,
+            session: !self.no_session,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StubArgs {
+    /// Address to listen on.
+    #[arg(long, env = "GRADEBOOK_STUB_ADDR", default_value = "127.0.0.1:0")]
+    pub addr: SocketAddr,
+    /// Service name to register under.
+    #[arg(long, default_value = "Stub")]
+    pub name: String,
+    /// Services it requires (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub requires: Vec<String>,
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -124,6 +189,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let listener = bind(args.addr).await?;
             let registry = registry::Registry::new(args.config(), shutdown.clone());
             registry::serve(listener, registry, shutdown).await?;
+        }
+        Command::Up(args) => {
+            crate::telemetry::init(&args.common.log_filter);
+            let registry_url = format!("http://{}", args.registry_addr);
+            let parts = vec![crate::up::Part {
+                name: "registry".into(),
+                args: vec!["registry".into(), "--addr".into(), args.registry_addr.to_string()],
+                ready_url: format!("{registry_url}/healthz"),
+            }];
+            crate::up::run(parts, &format!("Registry at {registry_url}/services"), shutdown).await?;
+        }
+        Command::Stub(args) => {
+            crate::telemetry::init(&args.common.log_filter);
+            let listener = bind(args.addr).await?;
+            let spec = args.service.spec(&args.name, &args.requires, &args.common);
+            let runtime = crate::runtime::Runtime::new(spec, listener.local_addr()?);
+            // Tests and scripts read where it listens from this line.
+            println!("listening on {}", runtime.url());
+            let app = axum::Router::new().route(
+                "/providers",
+                axum::routing::get({
+                    let rt = runtime.clone();
+                    move || async move { axum::Json(rt.providers().snapshot()) }
+                }),
+            );
+            crate::runtime::serve(listener, runtime, app, shutdown).await?;
         }
     }
     Ok(())

@@ -8,3 +8,4 @@ pub mod http;
 pub mod registry;
 pub mod runtime;
 pub mod telemetry;
+pub mod up;

@@ -79,9 +79,8 @@ impl NewGrade {
     /// Checks a submitted grade given as loose JSON, so that every problem is
     /// reported with the field it concerns (serde's own messages do not).
     pub fn validate(body: &serde_json::Value) -> Result<NewGrade, ErrorBody> {
-        let obj = body
-            .as_object()
-            .ok_or_else(|| ErrorBody::new("expected a JSON object with Title, Type and Score"))?;
+        let obj =
+            body.as_object().ok_or_else(|| ErrorBody::new("expected a JSON object with Title, Type and Score"))?;
         let title = match obj.get("Title") {
             Some(serde_json::Value::String(s)) => s.trim(),
             Some(_) => return Err(field_error("Title", "Title must be a string")),
@@ -136,11 +135,7 @@ pub struct Student {
 
 impl Student {
     pub fn average_of(grades: &[Grade]) -> Option<f64> {
-        if grades.is_empty() {
-            None
-        } else {
-            Some(grades.iter().map(|g| g.score).sum::<f64>() / grades.len() as f64)
-        }
+        if grades.is_empty() { None } else { Some(grades.iter().map(|g| g.score).sum::<f64>() / grades.len() as f64) }
     }
 }
 
@@ -155,9 +150,8 @@ pub struct NewStudent {
 
 impl NewStudent {
     pub fn validate(body: &serde_json::Value) -> Result<NewStudent, ErrorBody> {
-        let obj = body
-            .as_object()
-            .ok_or_else(|| ErrorBody::new("expected a JSON object with FirstName and LastName"))?;
+        let obj =
+            body.as_object().ok_or_else(|| ErrorBody::new("expected a JSON object with FirstName and LastName"))?;
         let name = |field: &str| -> Result<String, ErrorBody> {
             let s = match obj.get(field) {
                 Some(serde_json::Value::String(s)) => s.trim(),

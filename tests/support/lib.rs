@@ -1,1 +1,193 @@
-//! Helpers for the system tests.
+//! Helpers for the system tests: registries and services on real sockets
+//! (port 0), each service on its own tokio runtime so that it can be crashed
+//! (every socket closed at once, nothing deregistered) like a killed process;
+//! a client that speaks only the original protocol; and real processes of
+//! the `gradebook` binary.
+
+pub mod plain;
+pub mod process;
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Router;
+use gradebook::registry::{self, Registry};
+use gradebook::runtime::{Runtime, ServiceSpec};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Polls `check` until it holds, panicking with `what` after `limit`.
+/// A deadline, not a delay: it returns as soon as the condition is true.
+pub async fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {limit:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Like [`eventually`] for an async check.
+pub async fn eventually_async<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {limit:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Something served on its own thread and tokio runtime.
+struct Isolated {
+    shutdown: CancellationToken,
+    crash: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Isolated {
+    /// Runs `serve(listener, shutdown)` on a fresh runtime bound to `addr`.
+    fn start<F, Fut>(addr: std::net::SocketAddr, serve: F) -> (Self, std::net::SocketAddr)
+    where
+        F: FnOnce(TcpListener, CancellationToken) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let shutdown = CancellationToken::new();
+        let (crash_tx, crash_rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let token = shutdown.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = TcpListener::bind(addr).await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                tokio::select! {
+                    _ = serve(listener, token) => {}
+                    _ = crash_rx => {}
+                }
+            });
+            // Dropping the runtime drops every task and closes every socket,
+            // as the kernel does for a killed process.
+            rt.shutdown_background();
+        });
+        let addr = addr_rx.recv().expect("the server thread binds its listener");
+        (Self { shutdown, crash: Some(crash_tx), thread: Some(thread) }, addr)
+    }
+
+    fn crash(&mut self) {
+        if let Some(c) = self.crash.take() {
+            let _ = c.send(());
+        }
+        self.join();
+    }
+
+    fn stop(&mut self) {
+        self.shutdown.cancel();
+        self.join();
+    }
+
+    fn join(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Isolated {
+    fn drop(&mut self) {
+        self.crash();
+    }
+}
+
+/// A registry on a real socket.
+pub struct TestRegistry {
+    pub url: String,
+    pub addr: std::net::SocketAddr,
+    pub registry: Registry,
+    server: Isolated,
+}
+
+impl TestRegistry {
+    pub fn spawn(config: registry::Config) -> Self {
+        Self::spawn_at("127.0.0.1:0".parse().unwrap(), config)
+    }
+
+    /// On a given address, e.g. the one a crashed registry had.
+    pub fn spawn_at(addr: std::net::SocketAddr, config: registry::Config) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (server, addr) = Isolated::start(addr, move |listener, shutdown| async move {
+            let registry = Registry::new(config, shutdown.clone());
+            tx.send(registry.clone()).unwrap();
+            registry::serve(listener, registry, shutdown).await.unwrap();
+        });
+        let registry = rx.recv().unwrap();
+        Self { url: format!("http://{addr}"), addr, registry, server }
+    }
+
+    /// Gone at once, state and all, like `kill -9`.
+    pub fn crash(mut self) {
+        self.server.crash();
+    }
+
+    pub fn statuses(&self) -> Vec<gradebook_shared::registry::ServiceStatus> {
+        self.registry.statuses()
+    }
+
+    pub fn provider_urls(&self, name: &str) -> Vec<String> {
+        self.registry.providers(name).into_iter().map(|p| p.url).collect()
+    }
+}
+
+/// A service on the runtime, on a real socket.
+pub struct TestService {
+    pub runtime: Runtime,
+    pub url: String,
+    pub addr: std::net::SocketAddr,
+    server: Isolated,
+}
+
+impl TestService {
+    pub fn spawn(spec: ServiceSpec) -> Self {
+        Self::spawn_app(spec, Router::new())
+    }
+
+    pub fn spawn_app(spec: ServiceSpec, app: Router) -> Self {
+        Self::spawn_at("127.0.0.1:0".parse().unwrap(), spec, app)
+    }
+
+    pub fn spawn_at(addr: std::net::SocketAddr, spec: ServiceSpec, app: Router) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (server, addr) = Isolated::start(addr, move |listener, shutdown| async move {
+            let runtime = Runtime::new(spec, listener.local_addr().unwrap());
+            tx.send(runtime.clone()).unwrap();
+            gradebook::runtime::serve(listener, runtime, app, shutdown).await.unwrap();
+        });
+        let runtime = rx.recv().unwrap();
+        Self { url: runtime.url().to_owned(), runtime, addr, server }
+    }
+
+    /// Killed: every socket closes, nothing is deregistered.
+    pub fn crash(mut self) {
+        self.server.crash();
+    }
+
+    /// SIGTERM-like: deregisters, drains, stops.
+    pub fn stop(mut self) {
+        self.server.stop();
+    }
+
+    pub fn providers(&self, name: &str) -> Vec<String> {
+        self.runtime.providers().all(name)
+    }
+}
+
+/// A spec for a test service using `registry`.
+pub fn spec(registry: &TestRegistry, name: &str, requires: &[&str]) -> ServiceSpec {
+    ServiceSpec::new(name, registry.url.clone()).requires(requires)
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

@@ -1,1 +1,3 @@
-fn main() -> std::process::ExitCode { gradebook::cli::main() }
+fn main() -> std::process::ExitCode {
+    gradebook::cli::main()
+}

@@ -26,7 +26,8 @@ impl IntoResponse for RegistryError {
             RegistryError::UnknownService(_) => error_response(StatusCode::NOT_FOUND, ErrorBody::new(message)),
             RegistryError::Unauthorized => {
                 let mut r = error_response(StatusCode::UNAUTHORIZED, ErrorBody::new(message));
-                r.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+                r.headers_mut()
+                    .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
                 r
             }
         }

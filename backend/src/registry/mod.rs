@@ -6,8 +6,8 @@
 //! through which services on our runtime report their own death instantly.
 
 mod error;
-mod tasks;
 pub mod table;
+mod tasks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -181,7 +181,8 @@ fn validate(reg: &Registration, allow_foreign: bool) -> Result<(), RegistryError
     let service = parse_http_url("ServiceURL", &reg.service_url)?;
     let check_same_host = |field: &str, value: &str| -> Result<(), RegistryError> {
         let u = parse_http_url(field, value)?;
-        if !allow_foreign && (u.host_str(), u.port_or_known_default()) != (service.host_str(), service.port_or_known_default())
+        if !allow_foreign
+            && (u.host_str(), u.port_or_known_default()) != (service.host_str(), service.port_or_known_default())
         {
             return Err(bad(field, format!("{field} must be on the same host and port as ServiceURL")));
         }
@@ -251,7 +252,11 @@ async fn register(
     Ok(Json(registry.register(reg).await?))
 }
 
-async fn deregister(State(registry): State<Registry>, headers: HeaderMap, body: String) -> Result<Json<serde_json::Value>, RegistryError> {
+async fn deregister(
+    State(registry): State<Registry>,
+    headers: HeaderMap,
+    body: String,
+) -> Result<Json<serde_json::Value>, RegistryError> {
     authorize(&registry, &headers)?;
     registry.deregister(&body)?;
     Ok(Json(serde_json::json!({ "removed": body.trim() })))
@@ -282,7 +287,8 @@ async fn session(
     authorize(&registry, &headers)?;
     let generation = {
         let mut table = registry.table();
-        let generation = table.get(&q.url).map(|e| e.generation).ok_or_else(|| RegistryError::UnknownService(q.url.clone()))?;
+        let generation =
+            table.get(&q.url).map(|e| e.generation).ok_or_else(|| RegistryError::UnknownService(q.url.clone()))?;
         table.session_opened(&q.url);
         generation
     };

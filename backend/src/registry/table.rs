@@ -84,10 +84,17 @@ struct Told {
 /// A change in whether a service is handed out, with why.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transition {
-    Removed { name: String, cause: String },
-    Recovered { name: String },
+    Removed {
+        name: String,
+        cause: String,
+    },
+    Recovered {
+        name: String,
+    },
     /// Critical for longer than the retention: no longer probed or listed.
-    Forgotten { name: String },
+    Forgotten {
+        name: String,
+    },
 }
 
 pub struct Table {
@@ -397,9 +404,7 @@ impl Table {
 }
 
 pub fn rfc3339(t: SystemTime) -> String {
-    time::OffsetDateTime::from(t)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    time::OffsetDateTime::from(t).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 impl Entry {
@@ -411,5 +416,168 @@ impl Entry {
     }
     pub fn name(&self) -> &str {
         &self.reg.service_name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(name: &str, url: &str, required: &[&str]) -> Registration {
+        Registration {
+            service_name: name.into(),
+            service_url: url.into(),
+            required_services: required.iter().map(|s| s.to_string()).collect(),
+            service_update_url: format!("{url}/update"),
+            heartbeat_url: format!("{url}/heartbeat"),
+            known_providers: vec![],
+        }
+    }
+
+    fn log(url: &str) -> PatchEntry {
+        PatchEntry::new("LogService", url)
+    }
+
+    fn fail(t: &mut Table, url: &str, now: Instant) -> Option<Transition> {
+        let generation = t.get(url).unwrap().generation;
+        t.probe_result(url, generation, Err("refused".into()), now)
+    }
+
+    fn pass(t: &mut Table, url: &str, now: Instant) -> Option<Transition> {
+        let generation = t.get(url).unwrap().generation;
+        t.probe_result(url, generation, Ok(Duration::from_millis(1)), now)
+    }
+
+    /// A table past its warm-up, with a log provider and a grading dependent.
+    fn settled() -> (Table, Instant) {
+        let start = Instant::now();
+        let mut t = Table::new(Policy::default(), start);
+        t.register(reg("LogService", "http://log", &[]));
+        t.register(reg("GradingService", "http://grading", &["LogService"]));
+        (t, start + Duration::from_secs(10))
+    }
+
+    fn deliver(t: &mut Table, url: &str, now: Instant) -> Option<Patch> {
+        let (patch, generation) = t.next_patch(url, now)?;
+        t.delivered(url, generation, &patch);
+        Some(patch)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dependent_is_told_its_providers_once() {
+        let (mut t, now) = settled();
+        let first = deliver(&mut t, "http://grading", now).unwrap();
+        assert_eq!(first.added, vec![log("http://log")]);
+        assert_eq!(deliver(&mut t, "http://grading", now), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_failed_probe_does_not_remove_but_the_threshold_does() {
+        let (mut t, now) = settled();
+        assert_eq!(fail(&mut t, "http://log", now), None);
+        assert_eq!(pass(&mut t, "http://log", now), None);
+        assert_eq!(fail(&mut t, "http://log", now), None);
+        assert_eq!(fail(&mut t, "http://log", now), None);
+        assert!(matches!(fail(&mut t, "http://log", now), Some(Transition::Removed { .. })));
+        assert!(t.providers("LogService").is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_session_and_one_failed_probe_remove_at_once() {
+        let (mut t, now) = settled();
+        let generation = t.get("http://log").unwrap().generation;
+        t.session_opened("http://log");
+        assert!(t.session_lost("http://log", generation));
+        assert_eq!(t.next_probe_delay("http://log"), Some(t.policy.retry_interval));
+        assert!(matches!(fail(&mut t, "http://log", now), Some(Transition::Removed { .. })));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_session_with_a_live_heartbeat_keeps_the_service() {
+        let (mut t, now) = settled();
+        let generation = t.get("http://log").unwrap().generation;
+        t.session_opened("http://log");
+        t.session_lost("http://log", generation);
+        assert_eq!(pass(&mut t, "http://log", now), None);
+        assert_eq!(fail(&mut t, "http://log", now), None, "the suspicion ended with the good probe");
+        assert_eq!(t.providers("LogService").len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn removal_and_recovery_reach_the_dependent_as_patches() {
+        let (mut t, now) = settled();
+        deliver(&mut t, "http://grading", now);
+        for _ in 0..3 {
+            fail(&mut t, "http://log", now);
+        }
+        assert_eq!(deliver(&mut t, "http://grading", now).unwrap().removed, vec![log("http://log")]);
+        assert_eq!(pass(&mut t, "http://log", now), None, "one good probe is not yet a recovery");
+        assert_eq!(pass(&mut t, "http://log", now), Some(Transition::Recovered { name: "LogService".into() }));
+        assert_eq!(deliver(&mut t, "http://grading", now).unwrap().added, vec![log("http://log")]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_critical_service_is_forgotten_after_the_retention() {
+        let (mut t, now) = settled();
+        for _ in 0..3 {
+            fail(&mut t, "http://log", now);
+        }
+        assert_eq!(fail(&mut t, "http://log", now + Duration::from_secs(59)), None);
+        assert!(matches!(
+            fail(&mut t, "http://log", now + Duration::from_secs(61)),
+            Some(Transition::Forgotten { .. })
+        ));
+        assert!(t.get("http://log").is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_delivery_is_repaired_by_the_next_one() {
+        let (mut t, now) = settled();
+        let (patch, generation) = t.next_patch("http://grading", now).unwrap();
+        t.delivery_failed("http://grading", generation, &patch);
+        // The provider dies before the retry: the dependent may hold it, so
+        // the retry must remove it rather than send nothing.
+        for _ in 0..3 {
+            fail(&mut t, "http://log", now);
+        }
+        let retry = deliver(&mut t, "http://grading", now).unwrap();
+        assert_eq!(retry, Patch { added: vec![], removed: vec![log("http://log")] });
+        assert_eq!(deliver(&mut t, "http://grading", now), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn re_registering_the_same_url_replaces_the_entry() {
+        let (mut t, _) = settled();
+        let again = t.register(reg("LogService", "http://log", &[]));
+        assert!(!again.is_new);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.providers("LogService").len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn results_for_an_earlier_registration_are_ignored() {
+        let (mut t, now) = settled();
+        let old = t.get("http://log").unwrap().generation;
+        t.register(reg("LogService", "http://log", &[]));
+        for _ in 0..5 {
+            assert_eq!(t.probe_result("http://log", old, Err("old".into()), now), None);
+        }
+        assert_eq!(t.providers("LogService").len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn warm_up_never_empties_a_dependents_cache_but_later_removes_the_dead() {
+        let start = Instant::now();
+        let mut t = Table::new(Policy::default(), start);
+        // After a registry restart the dependent comes back first, knowing
+        // two log providers; only one of them comes back at all.
+        let mut grading = reg("GradingService", "http://grading", &["LogService"]);
+        grading.known_providers = vec![log("http://log-a"), log("http://log-b")];
+        t.register(grading);
+        assert_eq!(t.next_patch("http://grading", start), None);
+        t.register(reg("LogService", "http://log-a", &[]));
+        assert_eq!(t.next_patch("http://grading", start), None, "log-a is already known");
+        let after = start + t.policy.warmup;
+        assert_eq!(deliver(&mut t, "http://grading", after).unwrap().removed, vec![log("http://log-b")]);
     }
 }

@@ -100,14 +100,8 @@ impl Registry {
                 .and_then(|(patch, generation)| table.get(url).map(|e| (patch, generation, e.update_url().to_owned())))
         };
         let Some((patch, generation, update_url)) = next else { return Delivery::UpToDate };
-        let result = self
-            .inner
-            .client
-            .post(&update_url)
-            .timeout(self.inner.config.patch_timeout)
-            .json(&patch)
-            .send()
-            .await;
+        let result =
+            self.inner.client.post(&update_url).timeout(self.inner.config.patch_timeout).json(&patch).send().await;
         match result {
             Ok(r) if r.status().is_success() => {
                 self.table().delivered(url, generation, &patch);

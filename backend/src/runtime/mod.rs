@@ -37,6 +37,10 @@ pub struct ServiceSpec {
     pub token: Option<String>,
     /// Deadline of calls to the registry and to providers.
     pub call_timeout: Duration,
+    /// Hold a session with the registry so a crash is noticed at once. Off,
+    /// the service behaves like a client of the original protocol: probes
+    /// alone decide its health.
+    pub session: bool,
 }
 
 impl ServiceSpec {
@@ -48,6 +52,7 @@ impl ServiceSpec {
             registry_url: registry_url.into(),
             token: None,
             call_timeout: Duration::from_secs(5),
+            session: true,
         }
     }
 
@@ -198,6 +203,10 @@ impl Runtime {
 
     /// Holds the session open until the registry or `cancel` ends it.
     async fn hold_session(&self, cancel: &CancellationToken) -> SessionEnd {
+        if !self.inner.spec.session {
+            cancel.cancelled().await;
+            return SessionEnd::Shutdown;
+        }
         let (_keep_open, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
         let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
         let req = self.inner.session_client.post(self.registry("/sessions")).query(&[("url", self.url())]).body(body);
@@ -310,7 +319,12 @@ async fn receive_patch(State(rt): State<Runtime>, ApiJson(patch): ApiJson<Patch>
 /// Serves `app` (plus the runtime's routes) on `listener`, registered with
 /// the registry, until `shutdown`: then deregisters, stops the background
 /// work and lets in-flight requests finish.
-pub async fn serve(listener: TcpListener, runtime: Runtime, app: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    runtime: Runtime,
+    app: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let app = runtime.routes().merge(app);
     // The listener is already bound, so registering now cannot send anyone
     // to a service that does not answer yet.

@@ -1,0 +1,135 @@
+//! `gradebook up`: the whole system as separate processes of this binary,
+//! started in dependency order, each awaited until healthy, their output
+//! shown prefixed with their name, and stopped in reverse order on Ctrl-C
+//! (SIGTERM each, so each deregisters and drains).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+/// One process of the system.
+pub struct Part {
+    pub name: String,
+    pub args: Vec<String>,
+    /// Answers 2xx once the part is ready.
+    pub ready_url: String,
+}
+
+/// A started part: its supervising task owns the child process.
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+/// Starts `parts` in order and supervises them until `shutdown`, or until
+/// one of them exits on its own (then everything is stopped).
+pub async fn run(parts: Vec<Part>, banner: &str, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find the gradebook binary")?;
+    let client = crate::http::client(Duration::from_secs(1));
+    let width = parts.iter().map(|p| p.name.len()).max().unwrap_or(0);
+    let mut running: Vec<Running> = vec![];
+    let (exited_tx, mut exited_rx) = tokio::sync::mpsc::channel::<String>(parts.len().max(1));
+    let result = async {
+        for (i, part) in parts.iter().enumerate() {
+            let mut child = Command::new(&exe)
+                .args(&part.args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                // Its own process group: a terminal's Ctrl-C reaches only us,
+                // and we stop the parts one by one in reverse order.
+                .process_group(0)
+                .spawn()
+                .with_context(|| format!("cannot start {}", part.name))?;
+            let color = 31 + (i % 6);
+            let prefix = format!("\x1b[{color}m{:width$} |\x1b[0m", part.name);
+            for stream in [child.stdout.take().map(boxed), child.stderr.take().map(boxed)].into_iter().flatten() {
+                let prefix = prefix.clone();
+                tokio::spawn(async move {
+                    let mut lines = BufReader::new(stream).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        println!("{prefix} {line}");
+                    }
+                });
+            }
+            let (stop, stop_rx) = tokio::sync::oneshot::channel();
+            let done = tokio::spawn(supervise(part.name.clone(), child, stop_rx, exited_tx.clone()));
+            running.push(Running { stop, done });
+            tokio::select! {
+                ready = wait_ready(&client, part, &shutdown) => ready?,
+                Some(name) = exited_rx.recv() => bail!("{name} exited while starting"),
+            }
+        }
+        println!("\n  {banner}\n  Press Ctrl-C to stop.\n");
+        tokio::select! {
+            _ = shutdown.cancelled() => Ok(()),
+            Some(name) = exited_rx.recv() => bail!("{name} exited unexpectedly; stopping the rest"),
+        }
+    }
+    .await;
+    stop_all(&mut running).await;
+    result
+}
+
+fn boxed<R: tokio::io::AsyncRead + Unpin + Send + 'static>(r: R) -> Box<dyn tokio::io::AsyncRead + Unpin + Send> {
+    Box::new(r)
+}
+
+async fn wait_ready(client: &reqwest::Client, part: &Part, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = client.get(&part.ready_url).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{} did not become ready at {} within 60 s", part.name, part.ready_url);
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => bail!("interrupted while starting {}", part.name),
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+}
+
+/// Owns one child: reports it if it exits by itself, or stops it on request
+/// with SIGTERM (SIGKILL after 10 s).
+async fn supervise(
+    name: String,
+    mut child: Child,
+    stop: tokio::sync::oneshot::Receiver<()>,
+    exited: tokio::sync::mpsc::Sender<String>,
+) {
+    tokio::select! {
+        _ = child.wait() => {
+            let _ = exited.send(name).await;
+        }
+        _ = stop => {
+            if let Some(pid) = child.id() {
+                // The `kill` command keeps this crate free of unsafe libc calls.
+                let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+            }
+            match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
+                Ok(Ok(status)) => println!("{name} stopped ({status})"),
+                _ => {
+                    let _ = child.kill().await;
+                    println!("{name} killed after 10 s");
+                }
+            }
+        }
+    }
+}
+
+/// Stops the parts in reverse order, each fully before the next.
+async fn stop_all(running: &mut Vec<Running>) {
+    while let Some(r) = running.pop() {
+        let _ = r.stop.send(());
+        let _ = r.done.await;
+    }
+}

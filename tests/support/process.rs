@@ -1,0 +1,92 @@
+//! Real `gradebook` processes, for what only a real process can show:
+//! `kill -9`, SIGTERM, SIGSTOP.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct Proc {
+    pub child: Child,
+    pub url: String,
+}
+
+/// The `gradebook` binary built for these tests: cargo puts it beside the
+/// `deps/` folder that holds the test executables.
+pub fn binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("tests run from target/<profile>/deps");
+    dir.join(format!("gradebook-under-test{}", std::env::consts::EXE_SUFFIX))
+}
+
+impl Proc {
+    /// Starts `gradebook ARGS...`; when it prints "listening on URL", that
+    /// URL is kept (otherwise `url` is empty).
+    pub fn start(args: &[&str], wait_for_url: bool) -> Proc {
+        let mut child = Command::new(binary())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the gradebook binary starts");
+        let mut url = String::new();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        if wait_for_url {
+            for line in lines.by_ref() {
+                let line = line.unwrap();
+                if let Some(u) = line.trim().strip_prefix("listening on ") {
+                    url = u.to_owned();
+                    break;
+                }
+            }
+            assert!(!url.is_empty(), "the process exited before listening");
+        }
+        // Keep draining so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Proc { child, url }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status().unwrap().success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    pub fn kill9(&mut self) {
+        self.signal("KILL");
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit by itself (e.g. after SIGTERM).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until something accepts TCP connections at `addr`.
+pub async fn wait_listening(addr: &str, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "nothing listens at {addr}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
