@@ -10,7 +10,10 @@ use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use gradebook_shared::names;
+
 use crate::registry;
+use crate::runtime::logship::LogBuffer;
 
 #[derive(Debug, Parser)]
 #[command(name = "gradebook", version, about = "Gradebook: a small distributed grade book")]
@@ -23,6 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the service registry (registration, discovery, health checks).
     Registry(RegistryArgs),
+    /// Run the central log service.
+    Log(LogArgs),
     /// Run a service that does nothing but register, require others and
     /// answer heartbeats: for experiments, drills and benchmarks.
     Stub(StubArgs),
@@ -46,15 +51,37 @@ fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
 }
 
-/// Options every service on the runtime shares.
+/// Options every process shares.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
     /// Shared secret for registering and deregistering (unset = open).
     #[arg(long, env = "GRADEBOOK_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
-    /// Default log filter when RUST_LOG is unset.
+    /// Console log filter when RUST_LOG is unset.
     #[arg(long, env = "GRADEBOOK_LOG_FILTER", default_value = "info", global = true)]
     pub log_filter: String,
+    /// Lowest level shipped to the log service (trace, debug, info, warn, error, or off).
+    #[arg(long, env = "GRADEBOOK_SHIP_LEVEL", default_value = "info", global = true)]
+    pub ship_level: String,
+    /// Log records kept while the log service is unreachable (oldest dropped beyond).
+    #[arg(long, env = "GRADEBOOK_SHIP_BUFFER", default_value_t = 10_000, global = true)]
+    pub ship_buffer: usize,
+}
+
+impl Common {
+    /// Sets up console logging and, unless shipping is off, the buffer that
+    /// ships `service`'s logs.
+    pub fn telemetry(&self, service: &str) -> anyhow::Result<Option<LogBuffer>> {
+        let buffer = match self.ship_level.as_str() {
+            "off" | "none" => None,
+            level => {
+                let level = level.parse().map_err(|e| anyhow::anyhow!("--ship-level: {e}"))?;
+                Some(LogBuffer::new(service, level, self.ship_buffer))
+            }
+        };
+        crate::telemetry::init(&self.log_filter, buffer.as_ref());
+        Ok(buffer)
+    }
 }
 
 /// How a service on the runtime finds and joins the system.
@@ -75,8 +102,14 @@ pub struct ServiceArgs {
 }
 
 impl ServiceArgs {
-    pub fn spec(&self, name: &str, required: &[String], common: &Common) -> crate::runtime::ServiceSpec {
-        crate::runtime::ServiceSpec {
+    pub fn spec(
+        &self,
+        name: &str,
+        required: &[String],
+        common: &Common,
+        logs: Option<LogBuffer>,
+    ) -> crate::runtime::ServiceSpec {
+        let spec = crate::runtime::ServiceSpec {
             name: name.to_owned(),
             advertise: self.advertise.clone(),
             required: required.to_vec(),
@@ -84,8 +117,39 @@ impl ServiceArgs {
             token: common.token.clone(),
             call_timeout: self.call_timeout,
             session: !self.no_session,
+            logs: None,
+        };
+        match logs {
+            Some(buffer) => spec.ship_logs(buffer),
+            None => spec,
         }
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Address to listen on.
+    #[arg(long, env = "GRADEBOOK_LOG_ADDR", default_value = "127.0.0.1:4000")]
+    pub addr: SocketAddr,
+    /// Where the log files live.
+    #[arg(long, env = "GRADEBOOK_LOG_DIR", default_value = "data/log")]
+    pub dir: std::path::PathBuf,
+    /// Rotate the current file beyond this many bytes.
+    #[arg(long, env = "GRADEBOOK_LOG_MAX_FILE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_file_bytes: u64,
+    /// Rotated files kept.
+    #[arg(long, env = "GRADEBOOK_LOG_KEEP_FILES", default_value_t = 4)]
+    pub keep_files: usize,
+    /// Longest time a written entry waits for its fsync.
+    #[arg(long, env = "GRADEBOOK_LOG_FLUSH_INTERVAL", default_value = "50ms", value_parser = duration)]
+    pub flush_interval: Duration,
+    /// Recent entries kept in memory for queries and the live tail.
+    #[arg(long, env = "GRADEBOOK_LOG_MEMORY_RECORDS", default_value_t = 100_000)]
+    pub memory_records: usize,
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -185,13 +249,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     match cli.command {
         Command::Registry(args) => {
-            crate::telemetry::init(&args.common.log_filter);
+            let logs = args.common.telemetry("Registry")?;
             let listener = bind(args.addr).await?;
             let registry = registry::Registry::new(args.config(), shutdown.clone());
+            if let Some(buffer) = logs {
+                registry.ship_logs(buffer);
+            }
             registry::serve(listener, registry, shutdown).await?;
         }
+        Command::Log(args) => {
+            let logs = args.common.telemetry(names::LOG)?;
+            let listener = bind(args.addr).await?;
+            let spec = args.service.spec(names::LOG, &[], &args.common, logs);
+            let runtime = crate::runtime::Runtime::new(spec, listener.local_addr()?);
+            let config = crate::log::StoreConfig {
+                dir: args.dir,
+                max_file_bytes: args.max_file_bytes,
+                keep_files: args.keep_files,
+                flush_interval: args.flush_interval,
+                memory_records: args.memory_records.max(1),
+            };
+            crate::log::serve(listener, runtime, config, shutdown).await?;
+        }
         Command::Up(args) => {
-            crate::telemetry::init(&args.common.log_filter);
+            crate::telemetry::init(&args.common.log_filter, None);
             let registry_url = format!("http://{}", args.registry_addr);
             let parts = vec![crate::up::Part {
                 name: "registry".into(),
@@ -201,9 +282,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::up::run(parts, &format!("Registry at {registry_url}/services"), shutdown).await?;
         }
         Command::Stub(args) => {
-            crate::telemetry::init(&args.common.log_filter);
+            let logs = args.common.telemetry(&args.name)?;
             let listener = bind(args.addr).await?;
-            let spec = args.service.spec(&args.name, &args.requires, &args.common);
+            let spec = args.service.spec(&args.name, &args.requires, &args.common, logs);
             let runtime = crate::runtime::Runtime::new(spec, listener.local_addr()?);
             // Tests and scripts read where it listens from this line.
             println!("listening on {}", runtime.url());

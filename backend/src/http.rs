@@ -55,15 +55,44 @@ impl IntoResponse for JsonError {
 }
 
 /// Adds what every service's router needs: JSON 404/405 answers, a body
-/// size limit (413 beyond it) and a tracing span per request.
+/// size limit (413 beyond it), JSON bodies on every error answer, and a
+/// tracing span per request.
 pub fn finish_router(router: Router, body_limit: usize) -> Router {
     router
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|| async { error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
+        .layer(axum::middleware::map_response(json_errors))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http().make_span_with(
             |req: &Request| tracing::info_span!("request", method = %req.method(), path = %req.uri().path()),
         ))
+}
+
+/// Turns the plain-text error answers of axum's extractors (a query string
+/// that does not parse, a body over the limit, ...) into JSON ones, so every
+/// error a client sees has the same shape.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(b) if !b.is_empty() => String::from_utf8_lossy(&b).into_owned(),
+        _ => status.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    let mut json = error(status, text);
+    for (name, value) in parts.headers.iter() {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            json.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    json
 }
 
 /// The outbound client shared by a process: pooled connections, and no call

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod http;
+pub mod log;
 pub mod registry;
 pub mod runtime;
 pub mod telemetry;

@@ -182,6 +182,70 @@ impl TestService {
     }
 }
 
+/// A log service on a real socket, storing in `dir`.
+pub struct TestLog {
+    pub url: String,
+    pub addr: std::net::SocketAddr,
+    server: Isolated,
+}
+
+impl TestLog {
+    pub fn spawn(registry_url: &str, config: gradebook::log::StoreConfig) -> Self {
+        Self::spawn_at("127.0.0.1:0".parse().unwrap(), registry_url, config)
+    }
+
+    pub fn spawn_at(addr: std::net::SocketAddr, registry_url: &str, config: gradebook::log::StoreConfig) -> Self {
+        let spec = ServiceSpec::new(gradebook_shared::names::LOG, registry_url);
+        let (server, addr) = Isolated::start(addr, move |listener, shutdown| async move {
+            let runtime = Runtime::new(spec, listener.local_addr().unwrap());
+            gradebook::log::serve(listener, runtime, config, shutdown).await.unwrap();
+        });
+        Self { url: format!("http://{addr}"), addr, server }
+    }
+
+    pub fn stop(mut self) {
+        self.server.stop();
+    }
+
+    pub fn crash(mut self) {
+        self.server.crash();
+    }
+
+    /// `GET /log?{query}`.
+    pub async fn query(&self, query: &str) -> Vec<gradebook_shared::log::LogRecord> {
+        let r = reqwest::get(format!("{}/log?{query}", self.url)).await.unwrap();
+        assert!(r.status().is_success(), "query {query}: {}", r.status());
+        r.json().await.unwrap()
+    }
+}
+
+/// A fresh, empty temporary folder, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> Self {
+        let n = std::sync::atomic::AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "gradebook-{label}-{}-{}-{}",
+            std::process::id(),
+            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A spec for a test service using `registry`.
 pub fn spec(registry: &TestRegistry, name: &str, requires: &[&str]) -> ServiceSpec {
     ServiceSpec::new(name, registry.url.clone()).requires(requires)

@@ -22,7 +22,7 @@ pub enum Heartbeat {
 
 #[derive(Clone)]
 struct Shared {
-    patches: Arc<Mutex<Vec<Patch>>>,
+    patches: Arc<Mutex<Vec<(std::time::Instant, Patch)>>>,
     heartbeat: Arc<Mutex<Heartbeat>>,
 }
 
@@ -44,7 +44,7 @@ impl PlainService {
                 post(|State(s): State<Shared>, body: String| async move {
                     // Parsed loosely, as the original client does.
                     let patch: Patch = serde_json::from_str(&body).unwrap();
-                    s.patches.lock().unwrap().push(patch);
+                    s.patches.lock().unwrap().push((std::time::Instant::now(), patch));
                     StatusCode::OK
                 }),
             )
@@ -83,6 +83,11 @@ impl PlainService {
     }
 
     pub fn patches(&self) -> Vec<Patch> {
+        self.shared.patches.lock().unwrap().iter().map(|(_, p)| p.clone()).collect()
+    }
+
+    /// Patches with the moment each arrived.
+    pub fn timed_patches(&self) -> Vec<(std::time::Instant, Patch)> {
         self.shared.patches.lock().unwrap().clone()
     }
 

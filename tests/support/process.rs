@@ -10,11 +10,15 @@ pub struct Proc {
     pub url: String,
 }
 
-/// The `gradebook` binary built for these tests: cargo puts it beside the
-/// `deps/` folder that holds the test executables.
+/// The `gradebook` binary built beside the running test or benchmark: in
+/// `target/<profile>/`, the parent of the `deps/` folder test executables
+/// run from.
 pub fn binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("the test knows its own path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("tests run from target/<profile>/deps");
+    let exe = std::env::current_exe().expect("the process knows its own path");
+    let mut dir = exe.parent().expect("an executable lives in a folder").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
     dir.join(format!("gradebook-under-test{}", std::env::consts::EXE_SUFFIX))
 }
 

@@ -101,6 +101,19 @@ impl Registry {
         self.inner.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Ships the registry's own logs to the log services it knows.
+    pub fn ship_logs(&self, buffer: crate::runtime::logship::LogBuffer) {
+        let registry = self.clone();
+        let destination: crate::runtime::logship::Destination = Arc::new(move || {
+            let mut urls: Vec<String> =
+                registry.providers(gradebook_shared::names::LOG).into_iter().map(|p| p.url).collect();
+            rand::seq::SliceRandom::shuffle(urls.as_mut_slice(), &mut rand::rng());
+            urls
+        });
+        let client = crate::http::client(Duration::from_secs(5));
+        tokio::spawn(buffer.ship(destination, client, self.inner.shutdown.clone()));
+    }
+
     pub fn statuses(&self) -> Vec<ServiceStatus> {
         self.table().statuses(Instant::now())
     }

@@ -3,6 +3,7 @@
 //! session connection so its crash is noticed at once, keeps a provider cache
 //! fed by patches, and on shutdown deregisters exactly once before draining.
 
+pub mod logship;
 mod providers;
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use gradebook_shared::names;
 use gradebook_shared::registry::{Patch, Registration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +43,8 @@ pub struct ServiceSpec {
     /// the service behaves like a client of the original protocol: probes
     /// alone decide its health.
     pub session: bool,
+    /// Ship this process's logs to the log service (which it then requires).
+    pub logs: Option<logship::LogBuffer>,
 }
 
 impl ServiceSpec {
@@ -53,11 +57,21 @@ impl ServiceSpec {
             token: None,
             call_timeout: Duration::from_secs(5),
             session: true,
+            logs: None,
         }
     }
 
     pub fn requires(mut self, names: &[&str]) -> Self {
         self.required = names.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Ships logs from `buffer` to the log service.
+    pub fn ship_logs(mut self, buffer: logship::LogBuffer) -> Self {
+        if !self.required.iter().any(|r| r == names::LOG) {
+            self.required.push(names::LOG.to_owned());
+        }
+        self.logs = Some(buffer);
         self
     }
 }
@@ -330,6 +344,13 @@ pub async fn serve(
     // to a service that does not answer yet.
     let background = shutdown.child_token();
     let registration = tokio::spawn(runtime.clone().stay_registered(background.clone()));
+    // Stopped last, so what happens during shutdown is shipped too.
+    let stop_shipping = CancellationToken::new();
+    let shipper = runtime.inner.spec.logs.clone().map(|buffer| {
+        let rt = runtime.clone();
+        let destination: logship::Destination = Arc::new(move || rt.providers().shuffled(names::LOG));
+        tokio::spawn(buffer.ship(destination, runtime.client().clone(), stop_shipping.clone()))
+    });
     tracing::info!(service = %runtime.name(), url = %runtime.url(), "listening");
     let rt = runtime.clone();
     let graceful = async move {
@@ -341,5 +362,10 @@ pub async fn serve(
         let _ = registration.await;
         rt.deregister().await;
     };
-    axum::serve(listener, app).with_graceful_shutdown(graceful).await
+    let served = axum::serve(listener, app).with_graceful_shutdown(graceful).await;
+    stop_shipping.cancel();
+    if let Some(shipper) = shipper {
+        let _ = shipper.await;
+    }
+    served
 }

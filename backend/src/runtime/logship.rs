@@ -1,0 +1,280 @@
+//! Ships a process's `tracing` events to the central log service: a layer
+//! that queues records (never blocking the code that logs) and a shipper task
+//! that delivers them in order, in batches, to a log service found through
+//! discovery. While none is reachable, records wait in a bounded buffer; on
+//! overflow the oldest are dropped, and how many is itself logged once
+//! delivery resumes.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gradebook_shared::log::{Level, NewLogRecord};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::Context;
+
+/// Records per POST.
+const BATCH: usize = 500;
+
+/// The queue between the tracing layer and the shipper. Cheap to clone.
+#[derive(Clone)]
+pub struct LogBuffer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for LogBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogBuffer").field("service", &self.inner.service).field("queued", &self.len()).finish()
+    }
+}
+
+struct Inner {
+    service: String,
+    min_level: Level,
+    capacity: usize,
+    queue: Mutex<VecDeque<(u64, NewLogRecord)>>,
+    next_id: AtomicU64,
+    dropped: AtomicU64,
+    wake: Notify,
+}
+
+/// Where logs go: the base URLs of the log services to try, best first.
+pub type Destination = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
+impl LogBuffer {
+    pub fn new(service: impl Into<String>, min_level: Level, capacity: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                service: service.into(),
+                min_level,
+                capacity: capacity.max(1),
+                queue: Mutex::new(VecDeque::new()),
+                next_id: AtomicU64::new(0),
+                dropped: AtomicU64::new(0),
+                wake: Notify::new(),
+            }),
+        }
+    }
+
+    /// The tracing layer that fills this buffer.
+    pub fn layer<S: tracing::Subscriber>(&self) -> impl Layer<S> {
+        ShipLayer { buffer: self.clone() }
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, NewLogRecord)>> {
+        self.inner.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn push(&self, record: NewLogRecord) {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut q = self.queue();
+        if q.len() >= self.inner.capacity {
+            q.pop_front();
+            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        q.push_back((id, record));
+        let wake = q.len() >= BATCH;
+        drop(q);
+        if wake {
+            self.inner.wake.notify_one();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The next batch: the oldest queued records, preceded by a note of what
+    /// was dropped since the last delivery. Returns the id of its last record.
+    fn next_batch(&self) -> Option<(Vec<NewLogRecord>, u64, u64)> {
+        let q = self.queue();
+        let last = q.iter().take(BATCH).last()?.0;
+        let dropped = self.inner.dropped.load(Ordering::Relaxed);
+        let mut batch = Vec::with_capacity(BATCH + 1);
+        if dropped > 0 {
+            batch.push(NewLogRecord {
+                service: self.inner.service.clone(),
+                level: Level::Warn,
+                message: format!("{dropped} log records were dropped while the log service was unreachable"),
+                timestamp: None,
+                fields: None,
+            });
+        }
+        batch.extend(q.iter().take(BATCH).map(|(_, r)| r.clone()));
+        Some((batch, last, dropped))
+    }
+
+    fn delivered(&self, last: u64, dropped: u64) {
+        self.inner.dropped.fetch_sub(dropped, Ordering::Relaxed);
+        let mut q = self.queue();
+        while q.front().is_some_and(|(id, _)| *id <= last) {
+            q.pop_front();
+        }
+    }
+
+    /// Delivers queued records until `cancel`, then makes a last attempt
+    /// (bounded by `client`'s timeout) to deliver what remains.
+    pub async fn ship(self, destination: Destination, client: reqwest::Client, cancel: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let cancelled = tokio::select! {
+                _ = cancel.cancelled() => true,
+                _ = self.inner.wake.notified() => false,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => false,
+            };
+            match self.deliver_all(&destination, &client).await {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(()) if !cancelled => {
+                    tokio::select! {
+                        _ = cancel.cancelled() => {}
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                Err(()) => {}
+            }
+            if cancelled || cancel.is_cancelled() {
+                let _ = self.deliver_all(&destination, &client).await;
+                return;
+            }
+        }
+    }
+
+    async fn deliver_all(&self, destination: &Destination, client: &reqwest::Client) -> Result<(), ()> {
+        while let Some((batch, last, dropped)) = self.next_batch() {
+            let mut sent = false;
+            for base in destination() {
+                let r = client.post(format!("{base}/log")).json(&batch).send().await;
+                if r.is_ok_and(|r| r.status().is_success()) {
+                    sent = true;
+                    break;
+                }
+            }
+            if !sent {
+                return Err(());
+            }
+            self.delivered(last, dropped);
+        }
+        Ok(())
+    }
+}
+
+struct ShipLayer {
+    buffer: LogBuffer,
+}
+
+impl<S: tracing::Subscriber> Layer<S> for ShipLayer {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        let level = match *meta.level() {
+            tracing::Level::ERROR => Level::Error,
+            tracing::Level::WARN => Level::Warn,
+            tracing::Level::INFO => Level::Info,
+            tracing::Level::DEBUG => Level::Debug,
+            tracing::Level::TRACE => Level::Trace,
+        };
+        // Events of the HTTP stack itself would feed back into shipping.
+        let target = meta.target();
+        if level < self.buffer.inner.min_level
+            || ["hyper", "reqwest", "h2", "tower", "axum"].iter().any(|t| target.starts_with(t))
+        {
+            return;
+        }
+        let mut visitor = Fields::default();
+        event.record(&mut visitor);
+        self.buffer.push(NewLogRecord {
+            service: self.buffer.inner.service.clone(),
+            level,
+            message: visitor.message,
+            timestamp: Some(crate::log::store::now_rfc3339()),
+            fields: (!visitor.fields.is_empty()).then_some(visitor.fields),
+        });
+    }
+}
+
+#[derive(Default)]
+struct Fields {
+    message: String,
+    fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Fields {
+    fn put(&mut self, field: &Field, value: serde_json::Value) {
+        if field.name() == "message" {
+            self.message = match value {
+                serde_json::Value::String(s) => s,
+                v => v.to_string(),
+            };
+        } else {
+            self.fields.insert(field.name().to_owned(), value);
+        }
+    }
+}
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.put(field, serde_json::Value::String(format!("{value:?}")));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field, value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, value.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(message: &str) -> NewLogRecord {
+        NewLogRecord { service: "T".into(), level: Level::Info, message: message.into(), timestamp: None, fields: None }
+    }
+
+    #[test]
+    fn overflow_drops_the_oldest_and_says_so_in_the_next_batch() {
+        let buffer = LogBuffer::new("T", Level::Info, 3);
+        for i in 0..5 {
+            buffer.push(record(&i.to_string()));
+        }
+        let (batch, last, dropped) = buffer.next_batch().unwrap();
+        let messages: Vec<&str> = batch.iter().map(|r| r.message.as_str()).collect();
+        assert_eq!(dropped, 2);
+        assert!(messages[0].starts_with("2 log records were dropped"));
+        assert_eq!(&messages[1..], ["2", "3", "4"]);
+        buffer.delivered(last, dropped);
+        assert!(buffer.is_empty());
+        assert_eq!(buffer.dropped(), 0);
+    }
+
+    #[test]
+    fn records_pushed_during_a_delivery_are_kept() {
+        let buffer = LogBuffer::new("T", Level::Info, 10);
+        buffer.push(record("a"));
+        let (_, last, dropped) = buffer.next_batch().unwrap();
+        buffer.push(record("b"));
+        buffer.delivered(last, dropped);
+        assert_eq!(buffer.next_batch().unwrap().0[0].message, "b");
+    }
+}
