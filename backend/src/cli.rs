@@ -28,6 +28,8 @@ pub enum Command {
     Registry(RegistryArgs),
     /// Run the central log service.
     Log(LogArgs),
+    /// Run the grading service (students and grades).
+    Grading(GradingArgs),
     /// Run a service that does nothing but register, require others and
     /// answer heartbeats: for experiments, drills and benchmarks.
     Stub(StubArgs),
@@ -146,6 +148,20 @@ pub struct LogArgs {
     /// Recent entries kept in memory for queries and the live tail.
     #[arg(long, env = "GRADEBOOK_LOG_MEMORY_RECORDS", default_value_t = 100_000)]
     pub memory_records: usize,
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GradingArgs {
+    /// Address to listen on.
+    #[arg(long, env = "GRADEBOOK_GRADING_ADDR", default_value = "127.0.0.1:6000")]
+    pub addr: SocketAddr,
+    /// sqlite://PATH (embedded, one instance) or postgres://... (shared by several instances).
+    #[arg(long, env = "GRADEBOOK_DATABASE_URL", default_value = "sqlite://data/grading.db")]
+    pub database_url: String,
     #[command(flatten)]
     pub service: ServiceArgs,
     #[command(flatten)]
@@ -280,6 +296,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ready_url: format!("{registry_url}/healthz"),
             }];
             crate::up::run(parts, &format!("Registry at {registry_url}/services"), shutdown).await?;
+        }
+        Command::Grading(args) => {
+            let logs = args.common.telemetry(names::GRADING)?;
+            let listener = bind(args.addr).await?;
+            let db = crate::grading::Db::connect(&args.database_url)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", args.database_url))?;
+            let spec = args.service.spec(names::GRADING, &[names::LOG.to_owned()], &args.common, logs);
+            let runtime = crate::runtime::Runtime::new(spec, listener.local_addr()?);
+            crate::grading::serve(listener, runtime, crate::grading::Grading::new(db), shutdown).await?;
         }
         Command::Stub(args) => {
             let logs = args.common.telemetry(&args.name)?;

@@ -68,6 +68,12 @@ pub fn finish_router(router: Router, body_limit: usize) -> Router {
         ))
 }
 
+/// Like [`finish_router`] without the request span, for hot paths that log
+/// nothing; merge it into a finished router.
+pub fn untraced(router: Router, body_limit: usize) -> Router {
+    router.layer(axum::middleware::map_response(json_errors)).layer(DefaultBodyLimit::max(body_limit))
+}
+
 /// Turns the plain-text error answers of axum's extractors (a query string
 /// that does not parse, a body over the limit, ...) into JSON ones, so every
 /// error a client sees has the same shape.

@@ -4,6 +4,7 @@
 //! configuration (see [`cli`]) and calls them.
 
 pub mod cli;
+pub mod grading;
 pub mod http;
 pub mod log;
 pub mod registry;

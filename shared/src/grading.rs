@@ -52,8 +52,14 @@ pub struct Grade {
     pub title: String,
     #[serde(rename = "Type")]
     pub kind: GradeType,
-    #[serde(rename = "Score")]
+    #[serde(rename = "Score", serialize_with = "score")]
     pub score: f64,
+}
+
+/// Whole scores are written as integers (`85`, not `85.0`), as the
+/// original's integer scores were.
+fn score<S: serde::Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if value.fract() == 0.0 && value.abs() < 1e15 { s.serialize_i64(*value as i64) } else { s.serialize_f64(*value) }
 }
 
 /// A grade as submitted, already validated (see [`NewGrade::validate`]).
@@ -63,7 +69,7 @@ pub struct NewGrade {
     pub title: String,
     #[serde(rename = "Type")]
     pub kind: GradeType,
-    #[serde(rename = "Score")]
+    #[serde(rename = "Score", serialize_with = "score")]
     pub score: f64,
 }
 

@@ -1,8 +1,10 @@
 //! `make bench`: Gradebook's benchmark suite. Starts real processes of the
 //! release binary on loopback and prints one table of figures.
 //!
-//! Usage: bench [SECTION...]   sections: registry (default: all)
+//! Usage: bench [SECTION...]   sections: registry, log (default: all)
 
+mod load;
+mod log;
 mod registry;
 
 use std::time::Duration;
@@ -57,6 +59,10 @@ async fn main() {
     if all || wanted.iter().any(|w| w == "registry") {
         eprintln!("registry …");
         rows.extend(registry::run().await);
+    }
+    if all || wanted.iter().any(|w| w == "log") {
+        eprintln!("log …");
+        rows.extend(log::run().await);
     }
     let width = rows.iter().map(|r| r.what.len()).max().unwrap_or(0);
     println!("\n| {:width$} | figure |\n|{}|--------|", "measure", "-".repeat(width + 2));

@@ -219,6 +219,54 @@ impl TestLog {
     }
 }
 
+/// A grading service on a real socket.
+pub struct TestGrading {
+    pub url: String,
+    pub addr: std::net::SocketAddr,
+    pub runtime: Runtime,
+    server: Isolated,
+}
+
+impl TestGrading {
+    pub fn spawn(registry_url: &str, database_url: &str) -> Self {
+        let spec = ServiceSpec::new(gradebook_shared::names::GRADING, registry_url).requires(&["LogService"]);
+        let database_url = database_url.to_owned();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (server, addr) = Isolated::start("127.0.0.1:0".parse().unwrap(), move |listener, shutdown| async move {
+            let db = gradebook::grading::Db::connect(&database_url).await.unwrap();
+            let runtime = Runtime::new(spec, listener.local_addr().unwrap());
+            tx.send(runtime.clone()).unwrap();
+            gradebook::grading::serve(listener, runtime, gradebook::grading::Grading::new(db), shutdown).await.unwrap();
+        });
+        let runtime = rx.recv().unwrap();
+        Self { url: format!("http://{addr}"), addr, runtime, server }
+    }
+
+    pub fn stop(mut self) {
+        self.server.stop();
+    }
+}
+
+/// A new, empty PostgreSQL database on the throwaway server that
+/// `scripts/with-postgres.sh` (run by `make test`) provides, or `None` (the
+/// caller then skips, saying so) when there is none.
+pub async fn postgres_database(label: &str) -> Option<String> {
+    let Ok(admin) = std::env::var("GRADEBOOK_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: GRADEBOOK_TEST_POSTGRES_URL is not set (make test starts a throwaway PostgreSQL)");
+        return None;
+    };
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("the throwaway PostgreSQL answers");
+    let name = format!(
+        "{label}_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    );
+    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.unwrap();
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap();
+    Some(format!("{base}/{name}"))
+}
+
 /// A fresh, empty temporary folder, removed on drop.
 pub struct TempDir(pub std::path::PathBuf);
 

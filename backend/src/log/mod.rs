@@ -70,11 +70,16 @@ impl IntoResponse for LogError {
 
 pub fn router(store: Store) -> Router {
     let api = Router::new()
-        .route("/log", post(ingest).get(query))
+        .route("/log", get(query))
         .route("/log/stream", get(stream))
+        .route("/log/stats", get(stats))
         .route("/healthz", get(|| async { "ok" }))
-        .with_state(store);
-    finish_router(api, BODY_LIMIT)
+        .with_state(store.clone());
+    // Ingestion is the hot path and logs nothing itself: it gets no request
+    // span, which would cost more than the work (and every service's logs
+    // would otherwise echo here once more).
+    let ingest = Router::new().route("/log", post(ingest)).with_state(store);
+    finish_router(api, BODY_LIMIT).merge(crate::http::untraced(ingest, BODY_LIMIT))
 }
 
 /// Serves the log service, registered as `LogService`, until `shutdown`;
@@ -85,14 +90,24 @@ pub async fn serve(
     config: StoreConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let stop_writer = CancellationToken::new();
-    let (store, writer) = Store::open(config.clone(), stop_writer.clone())
+    let (store, closer) = Store::open(config.clone())
         .map_err(|e| anyhow::anyhow!("cannot open the log in {}: {e}", config.dir.display()))?;
     tracing::info!(dir = %config.dir.display(), "log store open");
     let served = crate::runtime::serve(listener, runtime, router(store), shutdown).await;
-    stop_writer.cancel();
-    let _ = writer.await;
+    // Everything acknowledged reaches the disk before we exit.
+    let _ = tokio::task::spawn_blocking(move || closer.close()).await;
     Ok(served?)
+}
+
+/// The writer's counters: what was written and how long data waited for fsync.
+async fn stats(State(store): State<Store>) -> Json<serde_json::Value> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = &store.stats;
+    Json(serde_json::json!({
+        "records_written": s.records_written.load(Relaxed),
+        "syncs": s.syncs.load(Relaxed),
+        "max_sync_delay_ms": s.max_sync_delay_us.load(Relaxed) as f64 / 1000.0,
+    }))
 }
 
 async fn ingest(State(store): State<Store>, headers: HeaderMap, body: Bytes) -> Result<impl IntoResponse, LogError> {
@@ -105,7 +120,7 @@ async fn ingest(State(store): State<Store>, headers: HeaderMap, body: Bytes) -> 
         other => return Err(LogError::UnsupportedMediaType(other.to_owned())),
     };
     let accepted = records.len();
-    let last_seq = store.append(records).await?;
+    let last_seq = store.append(records)?;
     Ok((StatusCode::OK, Json(LogAck { accepted, last_seq })))
 }
 

@@ -1,0 +1,329 @@
+//! The grading service over real sockets: the API and its validation, the
+//! durability of a 201 across `kill -9`, on SQLite and PostgreSQL, concurrent
+//! writers, and its place in the system (discovery, shipped logs).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use gradebook::registry::Config;
+use gradebook_shared::grading::{Grade, Student};
+use gradebook_tests::process::{Proc, wait_listening};
+use gradebook_tests::{
+    TempDir, TestGrading, TestLog, TestRegistry, TestService, eventually, eventually_async, free_port,
+    postgres_database,
+};
+use serde_json::{Value, json};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+fn sqlite_url(dir: &TempDir) -> String {
+    format!("sqlite://{}/grading.db", dir.path().display())
+}
+
+/// A typed client of the grading API.
+struct Api {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    fn new(base: &str) -> Self {
+        Self { base: base.to_owned(), client: reqwest::Client::new() }
+    }
+
+    async fn students(&self) -> Vec<Student> {
+        let r = self.client.get(format!("{}/students", self.base)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    async fn student(&self, id: &str) -> reqwest::Response {
+        self.client.get(format!("{}/students/{id}", self.base)).send().await.unwrap()
+    }
+
+    async fn add_grade(&self, id: i64, body: Value) -> reqwest::Response {
+        self.client.post(format!("{}/students/{id}/grades", self.base)).json(&body).send().await.unwrap()
+    }
+
+    async fn grade_count(&self) -> usize {
+        self.students().await.iter().map(|s| s.grades.len()).sum()
+    }
+}
+
+struct App {
+    api: Api,
+    _grading: TestGrading,
+    _registry: TestRegistry,
+    _dir: TempDir,
+}
+
+async fn spawn_app() -> App {
+    let dir = TempDir::new("grading");
+    let registry = TestRegistry::spawn(Config::default());
+    let grading = TestGrading::spawn(&registry.url, &sqlite_url(&dir));
+    App { api: Api::new(&grading.url), _grading: grading, _registry: registry, _dir: dir }
+}
+
+#[tokio::test]
+async fn the_initial_grade_book_lists_five_students_with_their_grades_in_order() {
+    let app = spawn_app().await;
+
+    let students = app.api.students().await;
+
+    let names: Vec<(&str, &str)> = students.iter().map(|s| (s.first_name.as_str(), s.last_name.as_str())).collect();
+    assert_eq!(
+        names,
+        [("Nick", "Carter"), ("Roberto", "Baggio"), ("Emma", "Stone"), ("zhangsan", "san"), ("xiaoqiao", "qiao")]
+    );
+    let nick: Vec<(&str, f64)> = students[0].grades.iter().map(|g| (g.title.as_str(), g.score)).collect();
+    assert_eq!(nick, [("Quiz 1", 85.0), ("Final Exam", 94.0), ("Quiz 2", 82.0)]);
+    assert_eq!(students[0].average, Some(87.0));
+}
+
+#[tokio::test]
+async fn one_student_is_served_with_the_original_field_names() {
+    let app = spawn_app().await;
+
+    let r = app.api.student("2").await;
+
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["ID"], 2);
+    assert_eq!(body["FirstName"], "Roberto");
+    assert_eq!(body["LastName"], "Baggio");
+    assert_eq!(body["Grades"][0], json!({"ID": 4, "Title": "Quiz 1", "Type": "Quiz", "Score": 100}));
+}
+
+#[tokio::test]
+async fn unknown_or_malformed_student_ids_are_client_errors() {
+    let app = spawn_app().await;
+    for (id, status) in [("99", 404), ("abc", 400), ("1.5", 400), ("-1", 404), ("99999999999999999999", 400)] {
+        let r = app.api.student(id).await;
+        assert_eq!(r.status().as_u16(), status, "/students/{id}");
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"].is_string(), "/students/{id}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn an_added_grade_is_answered_201_and_shows_in_the_student() {
+    let app = spawn_app().await;
+
+    let r = app.api.add_grade(3, json!({"Title": "  Quiz 3 ", "Type": "Quiz", "Score": 91.5})).await;
+
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let grade: Grade = r.json().await.unwrap();
+    assert_eq!((grade.title.as_str(), grade.score), ("Quiz 3", 91.5));
+    assert_eq!(location, format!("/students/3/grades/{}", grade.id));
+    let emma: Student = app.api.student("3").await.json().await.unwrap();
+    assert_eq!(emma.grades.last().unwrap(), &grade);
+    assert_eq!(emma.average, Some((67.0 + 0.0 + 75.0 + 91.5) / 4.0));
+    let listed = app.api.students().await;
+    assert_eq!(listed[2].grades.len(), 4, "the list sees the write too");
+}
+
+#[tokio::test]
+async fn invalid_grades_are_rejected_naming_the_field_and_never_stored() {
+    let app = spawn_app().await;
+    let before = app.api.grade_count().await;
+    let cases = [
+        (json!({"Type": "Quiz", "Score": 5}), "Title"),
+        (json!({"Title": "", "Type": "Quiz", "Score": 5}), "Title"),
+        (json!({"Title": "x".repeat(201), "Type": "Quiz", "Score": 5}), "Title"),
+        (json!({"Title": "a", "Type": "Essay", "Score": 5}), "Type"),
+        (json!({"Title": "a", "Type": "Quiz", "Score": 101}), "Score"),
+        (json!({"Title": "a", "Type": "Quiz", "Score": -0.5}), "Score"),
+        (json!({"Title": "a", "Type": "Quiz", "Score": "NaN"}), "Score"),
+        (json!({"Title": "a", "Type": "Quiz", "Score": null}), "Score"),
+    ];
+    for (body, field) in cases {
+        let r = app.api.add_grade(1, body.clone()).await;
+        assert_eq!(r.status(), 400, "{body}");
+        let err: Value = r.json().await.unwrap();
+        assert_eq!(err["field"], field, "{body}");
+        assert!(err["error"].as_str().unwrap().contains(field), "{err}");
+    }
+    let raw = app
+        .api
+        .client
+        .post(format!("{}/students/1/grades", app.api.base))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 400);
+    assert_eq!(app.api.add_grade(99, json!({"Title": "a", "Type": "Quiz", "Score": 1})).await.status(), 404);
+    assert_eq!(app.api.grade_count().await, before);
+}
+
+#[tokio::test]
+async fn students_can_be_added_and_mistaken_grades_removed() {
+    let app = spawn_app().await;
+    let r = app
+        .api
+        .client
+        .post(format!("{}/students", app.api.base))
+        .json(&json!({"FirstName": "Ada", "LastName": "Lovelace"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let ada: Student = r.json().await.unwrap();
+    assert_eq!((ada.grades.len(), ada.average), (0, None));
+    let body: Value = app.api.student(&ada.id.to_string()).await.json().await.unwrap();
+    assert_eq!(body["Average"], Value::Null, "null, not NaN, without grades");
+
+    let bad = app
+        .api
+        .client
+        .post(format!("{}/students", app.api.base))
+        .json(&json!({"FirstName": "  "}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+
+    let grade: Grade =
+        app.api.add_grade(ada.id, json!({"Title": "Oops", "Type": "Test", "Score": 3})).await.json().await.unwrap();
+    let url = format!("{}/students/{}/grades/{}", app.api.base, ada.id, grade.id);
+    assert_eq!(app.api.client.delete(&url).send().await.unwrap().status(), 204);
+    assert_eq!(app.api.client.delete(&url).send().await.unwrap().status(), 404);
+    let ada_now: Student = app.api.student(&ada.id.to_string()).await.json().await.unwrap();
+    assert!(ada_now.grades.is_empty());
+}
+
+/// Runs the grading binary with `database_url`, posts a grade, kills it with
+/// SIGKILL right after the 201 and checks the grade after a restart.
+async fn a_201_survives_kill_9(database_url: &str) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let args = [
+        "grading",
+        "--addr",
+        &addr,
+        "--database-url",
+        database_url,
+        "--registry-url",
+        "http://127.0.0.1:9",
+        "--ship-level",
+        "off",
+    ];
+    let mut grading = Proc::start(&args, false);
+    wait_listening(&addr, LIMIT).await;
+    let api = Api::new(&format!("http://{addr}"));
+    let r = api.add_grade(5, json!({"Title": "Durable", "Type": "Homework", "Score": 77})).await;
+    assert_eq!(r.status(), 201);
+
+    grading.kill9();
+
+    let _grading = Proc::start(&args, false);
+    wait_listening(&addr, LIMIT).await;
+    let qiao: Student = api.student("5").await.json().await.unwrap();
+    assert_eq!(qiao.grades.last().map(|g| g.title.as_str()), Some("Durable"));
+    assert_eq!(qiao.grades.len(), 4, "seeded once, not again on restart");
+}
+
+#[tokio::test]
+async fn an_acknowledged_grade_survives_kill_9_on_sqlite() {
+    let dir = TempDir::new("grading-kill");
+    a_201_survives_kill_9(&sqlite_url(&dir)).await;
+}
+
+#[tokio::test]
+async fn an_acknowledged_grade_survives_kill_9_on_postgres() {
+    let Some(url) = postgres_database("kill").await else { return };
+    a_201_survives_kill_9(&url).await;
+}
+
+/// 1,000 concurrent POSTs spread over the students and over `bases`.
+async fn thousand_concurrent_grades(bases: &[String]) {
+    let apis: Vec<Api> = bases.iter().map(|b| Api::new(b)).collect();
+    let before = apis[0].grade_count().await;
+    let posts = (0..1000).map(|i| {
+        let api = &apis[i % apis.len()];
+        async move {
+            let r = api
+                .add_grade((i % 5 + 1) as i64, json!({"Title": format!("Load {i}"), "Type": "Quiz", "Score": i % 101}))
+                .await;
+            assert_eq!(r.status(), 201);
+            r.json::<Grade>().await.unwrap().id
+        }
+    });
+    let ids: HashSet<i64> = futures::future::join_all(posts).await.into_iter().collect();
+    assert_eq!(ids.len(), 1000, "every grade got its own ID");
+    for api in &apis {
+        assert_eq!(api.grade_count().await, before + 1000, "exactly 1000 new grades, seen by every instance");
+    }
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_grades_are_all_stored_exactly_once_on_sqlite() {
+    let app = spawn_app().await;
+    thousand_concurrent_grades(&[app.api.base.clone()]).await;
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_grades_over_two_instances_on_postgres() {
+    let Some(url) = postgres_database("concurrency").await else { return };
+    let registry = TestRegistry::spawn(Config::default());
+    let a = TestGrading::spawn(&registry.url, &url);
+    let b = TestGrading::spawn(&registry.url, &url);
+    thousand_concurrent_grades(&[a.url.clone(), b.url.clone()]).await;
+    // One instance's write is visible through the other at once: no stale cache.
+    let r = Api::new(&a.url).add_grade(1, json!({"Title": "Fresh", "Type": "Exam", "Score": 60})).await;
+    assert_eq!(r.status(), 201);
+    let nick: Student = Api::new(&b.url).student("1").await.json().await.unwrap();
+    assert_eq!(nick.grades.last().unwrap().title, "Fresh");
+}
+
+#[tokio::test]
+async fn grading_is_discovered_through_the_registry_and_ships_its_logs() {
+    let dir = TempDir::new("grading-system");
+    let log_dir = TempDir::new("grading-system-log");
+    let registry_addr = format!("127.0.0.1:{}", free_port());
+    let registry_url = format!("http://{registry_addr}");
+    let _registry = Proc::start(&["registry", "--addr", &registry_addr], false);
+    wait_listening(&registry_addr, LIMIT).await;
+    let log = TestLog::spawn(
+        &registry_url,
+        gradebook::log::StoreConfig { dir: log_dir.path().to_path_buf(), ..Default::default() },
+    );
+    let grading_addr = format!("127.0.0.1:{}", free_port());
+    let db = sqlite_url(&dir);
+    let _grading = Proc::start(
+        &["grading", "--addr", &grading_addr, "--database-url", &db, "--registry-url", &registry_url],
+        false,
+    );
+    let portal = TestService::spawn(
+        gradebook::runtime::ServiceSpec::new("Portal", registry_url.clone()).requires(&["GradingService"]),
+    );
+    let grading_url = format!("http://{grading_addr}");
+    eventually(LIMIT, "the dependent discovers grading", || {
+        portal.providers("GradingService") == vec![grading_url.clone()]
+    })
+    .await;
+
+    let r = portal
+        .runtime
+        .call("GradingService", |c, base| {
+            c.post(format!("{base}/students/4/grades"))
+                .json(&json!({"Title": "Via discovery", "Type": "Test", "Score": 70}))
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    eventually_async(LIMIT, "grading's log line reaches the log service", || async {
+        let found: Vec<Value> = reqwest::get(format!("{}/log?service=GradingService&contains=grade%20added", log.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        found.iter().any(|r| r["fields"]["title"] == "Via discovery")
+    })
+    .await;
+}
