@@ -42,11 +42,75 @@ pub struct UpArgs {
     /// Where the registry listens.
     #[arg(long, env = "GRADEBOOK_REGISTRY_ADDR", default_value = "127.0.0.1:3000")]
     pub registry_addr: SocketAddr,
+    /// Where the log service listens.
+    #[arg(long, env = "GRADEBOOK_LOG_ADDR", default_value = "127.0.0.1:4000")]
+    pub log_addr: SocketAddr,
+    /// Where the first grading instance listens; more take the next ports.
+    #[arg(long, env = "GRADEBOOK_GRADING_ADDR", default_value = "127.0.0.1:6000")]
+    pub grading_addr: SocketAddr,
+    /// How many grading instances to start (more than one needs a PostgreSQL --database-url).
+    #[arg(long, env = "GRADEBOOK_GRADING_INSTANCES", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub grading: u16,
+    /// Grading's database (default: SQLite in the data directory).
+    #[arg(long, env = "GRADEBOOK_DATABASE_URL")]
+    pub database_url: Option<String>,
     /// Data directory (grades, logs), kept between runs.
     #[arg(long, env = "GRADEBOOK_DATA_DIR", default_value = "data")]
     pub data_dir: std::path::PathBuf,
     #[command(flatten)]
     pub common: Common,
+}
+
+impl UpArgs {
+    /// The processes of the system, in start order.
+    pub fn parts(&self) -> anyhow::Result<Vec<crate::up::Part>> {
+        let registry_url = format!("http://{}", self.registry_addr);
+        let database_url = match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("grading.db").display()),
+        };
+        if self.grading > 1 && !database_url.starts_with("postgres") {
+            anyhow::bail!(
+                "--grading {} needs a shared database: with SQLite every instance would keep its own grades. \
+                 Pass --database-url postgres://USER@HOST/DB (or run one instance).",
+                self.grading
+            );
+        }
+        let s = |v: &str| v.to_owned();
+        let mut common = vec![s("--registry-url"), registry_url.clone()];
+        if let Some(token) = &self.common.token {
+            common.extend([s("--token"), token.clone()]);
+        }
+        let part = |name: String, mut args: Vec<String>, addr: SocketAddr, service: Option<&str>| {
+            if service.is_some() {
+                args.extend(common.iter().cloned());
+            }
+            crate::up::Part {
+                name,
+                args,
+                ready_url: format!("http://{addr}/healthz"),
+                registered_as: service.map(|s| (s.to_owned(), format!("http://{addr}"))),
+                registry_url: registry_url.clone(),
+            }
+        };
+        let mut parts = vec![
+            part(s("registry"), vec![s("registry"), s("--addr"), self.registry_addr.to_string()], self.registry_addr, None),
+            part(
+                s("log"),
+                vec![s("log"), s("--addr"), self.log_addr.to_string(), s("--dir"), self.data_dir.join("log").display().to_string()],
+                self.log_addr,
+                Some(names::LOG),
+            ),
+        ];
+        for i in 0..self.grading {
+            let mut addr = self.grading_addr;
+            addr.set_port(addr.port() + i);
+            let name = if self.grading == 1 { s("grading") } else { format!("grading{}", i + 1) };
+            let args = vec![s("grading"), s("--addr"), addr.to_string(), s("--database-url"), database_url.clone()];
+            parts.push(part(name, args, addr, Some(names::GRADING)));
+        }
+        Ok(parts)
+    }
 }
 
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
@@ -289,13 +353,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Up(args) => {
             crate::telemetry::init(&args.common.log_filter, None);
-            let registry_url = format!("http://{}", args.registry_addr);
-            let parts = vec![crate::up::Part {
-                name: "registry".into(),
-                args: vec!["registry".into(), "--addr".into(), args.registry_addr.to_string()],
-                ready_url: format!("{registry_url}/healthz"),
-            }];
-            crate::up::run(parts, &format!("Registry at {registry_url}/services"), shutdown).await?;
+            let parts = args.parts()?;
+            let banner = format!(
+                "Gradebook is up: registry http://{}/services, grading http://{}/students",
+                args.registry_addr, args.grading_addr
+            );
+            crate::up::run(parts, &banner, shutdown).await?;
         }
         Command::Grading(args) => {
             let logs = args.common.telemetry(names::GRADING)?;

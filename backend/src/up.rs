@@ -17,6 +17,10 @@ pub struct Part {
     pub args: Vec<String>,
     /// Answers 2xx once the part is ready.
     pub ready_url: String,
+    /// The name and URL it registers under, if it does: it is ready once the
+    /// registry hands it out.
+    pub registered_as: Option<(String, String)>,
+    pub registry_url: String,
 }
 
 /// A started part: its supervising task owns the child process.
@@ -80,12 +84,20 @@ fn boxed<R: tokio::io::AsyncRead + Unpin + Send + 'static>(r: R) -> Box<dyn toki
     Box::new(r)
 }
 
+async fn is_ready(client: &reqwest::Client, part: &Part) -> bool {
+    let healthy = client.get(&part.ready_url).send().await.is_ok_and(|r| r.status().is_success());
+    let Some((name, url)) = &part.registered_as else { return healthy };
+    let listed = async {
+        let r = client.get(format!("{}/services/{name}", part.registry_url)).send().await.ok()?;
+        r.json::<Vec<gradebook_shared::registry::PatchEntry>>().await.ok()
+    };
+    healthy && listed.await.is_some_and(|providers| providers.iter().any(|p| &p.url == url))
+}
+
 async fn wait_ready(client: &reqwest::Client, part: &Part, shutdown: &CancellationToken) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(r) = client.get(&part.ready_url).send().await
-            && r.status().is_success()
-        {
+        if is_ready(client, part).await {
             return Ok(());
         }
         if tokio::time::Instant::now() > deadline {

@@ -1,8 +1,9 @@
 //! `make bench`: Gradebook's benchmark suite. Starts real processes of the
 //! release binary on loopback and prints one table of figures.
 //!
-//! Usage: bench [SECTION...]   sections: registry, log (default: all)
+//! Usage: bench [SECTION...]   sections: registry, log, grading (default: all)
 
+mod grading;
 mod load;
 mod log;
 mod registry;
@@ -63,6 +64,10 @@ async fn main() {
     if all || wanted.iter().any(|w| w == "log") {
         eprintln!("log …");
         rows.extend(log::run().await);
+    }
+    if all || wanted.iter().any(|w| w == "grading") {
+        eprintln!("grading …");
+        rows.extend(grading::run().await);
     }
     let width = rows.iter().map(|r| r.what.len()).max().unwrap_or(0);
     println!("\n| {:width$} | figure |\n|{}|--------|", "measure", "-".repeat(width + 2));

@@ -3,6 +3,7 @@
 //! The same SQL runs on both; each backend has its own migrations.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use gradebook_shared::grading::{Grade, GradeType, NewGrade, NewStudent, Student};
@@ -15,7 +16,9 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations
 
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite(SqlitePool),
+    /// SQLite takes one writer at a time; the lock queues ours fairly in
+    /// memory instead of letting them spin on SQLITE_BUSY with growing sleeps.
+    Sqlite(SqlitePool, Arc<tokio::sync::Mutex<()>>),
     Postgres(PgPool),
 }
 
@@ -23,7 +26,20 @@ pub enum Db {
 macro_rules! on_pool {
     ($db:expr, |$pool:ident| $body:expr) => {
         match $db {
-            Db::Sqlite($pool) => $body,
+            Db::Sqlite($pool, _) => $body,
+            Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Like `on_pool!`, holding SQLite's write lock.
+macro_rules! writing {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            Db::Sqlite($pool, lock) => {
+                let _writing = lock.lock().await;
+                $body
+            }
             Db::Postgres($pool) => $body,
         }
     };
@@ -66,7 +82,7 @@ impl Db {
                 .connect_with(options)
                 .await?;
             SQLITE_MIGRATIONS.run(&pool).await?;
-            Db::Sqlite(pool)
+            Db::Sqlite(pool, Arc::default())
         } else {
             anyhow::bail!("unsupported database URL {url:?}: use sqlite://PATH or postgres://...");
         };
@@ -74,7 +90,7 @@ impl Db {
     }
 
     pub fn is_shared(&self) -> bool {
-        matches!(self, Db::Postgres(_))
+        matches!(self, Db::Postgres(..))
     }
 
     pub async fn students(&self) -> sqlx::Result<Vec<Student>> {
@@ -120,7 +136,7 @@ impl Db {
 
     /// Stores a grade; `None` when the student does not exist.
     pub async fn add_grade(&self, student_id: i64, g: &NewGrade) -> sqlx::Result<Option<Grade>> {
-        let id: Option<i64> = on_pool!(self, |pool| {
+        let id: Option<i64> = writing!(self, |pool| {
             sqlx::query_scalar(ADD_GRADE)
                 .bind(student_id)
                 .bind(&g.title)
@@ -133,7 +149,7 @@ impl Db {
     }
 
     pub async fn add_student(&self, s: &NewStudent) -> sqlx::Result<Student> {
-        let id: i64 = on_pool!(self, |pool| {
+        let id: i64 = writing!(self, |pool| {
             sqlx::query_scalar(ADD_STUDENT).bind(&s.first_name).bind(&s.last_name).fetch_one(pool).await?
         });
         Ok(student(id, s.first_name.clone(), s.last_name.clone(), vec![]))
@@ -141,7 +157,7 @@ impl Db {
 
     /// Removes a grade; false when the student has no such grade.
     pub async fn remove_grade(&self, student_id: i64, grade_id: i64) -> sqlx::Result<bool> {
-        let affected = on_pool!(self, |pool| {
+        let affected = writing!(self, |pool| {
             sqlx::query(REMOVE_GRADE).bind(student_id).bind(grade_id).execute(pool).await?.rows_affected()
         });
         Ok(affected > 0)
