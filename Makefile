@@ -1,19 +1,38 @@
 # The two commands that matter:
 #   make up     run the whole system (installs what it needs first)
 #   make test   run every test (what CI runs)
-.PHONY: up test setup bench fmt
+.PHONY: up test test-rust test-browser release setup bench fmt
 
-up:
-	scripts/setup.sh backend
-	cargo run --release --bin gradebook -- up
+# wasm-opt (and Playwright) from npm's packages: Debian's binaryen breaks hydration.
+export PATH := $(CURDIR)/tools/node_modules/.bin:$(PATH)
 
-test:
-	scripts/setup.sh backend
-	scripts/with-postgres.sh cargo test --workspace --no-fail-fast
+up: setup release
+	target/release/gradebook up
 
-bench:
-	scripts/setup.sh backend
-	cargo run --release -p gradebook-tests --bin bench
+test: setup test-rust release test-browser
+
+setup:
+	scripts/setup.sh
+
+# Unit and system tests in Rust, beside a throwaway PostgreSQL.
+test-rust:
+	scripts/with-postgres.sh cargo test --workspace --exclude gradebook-frontend --no-fail-fast
+	cargo test -p gradebook-frontend --features ssr
+
+# The release builds: the portal (server + hydrating wasm) with cargo leptos,
+# the services, and the client-only app with trunk.
+release:
+	cargo leptos build --release
+	cargo build --release --bin gradebook
+	trunk build --release --offline
+
+# The portal in a real browser, against the release builds.
+test-browser:
+	node --test --test-concurrency=1 tests/browser/
+
+bench: setup release
+	cargo build --release -p gradebook-tests --bins
+	target/release/bench
 
 fmt:
 	cargo fmt --all

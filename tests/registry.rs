@@ -41,6 +41,21 @@ async fn a_plain_client_registers_is_discovered_and_receives_patches() {
 }
 
 #[tokio::test]
+async fn the_registry_lists_itself_as_a_passing_service() {
+    let registry = TestRegistry::spawn(Config::default());
+
+    eventually(LIMIT, "the registry's own entry is probed and passing", || {
+        registry.registry.statuses().iter().any(|s| {
+            s.service_name == "Registry"
+                && s.service_url == registry.url
+                && s.state == HealthState::Passing
+                && s.last_probe.is_some()
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_registration_is_answered_only_after_its_first_patch_arrived() {
     let registry = TestRegistry::spawn(Config::default());
     let log = TestService::spawn(spec(&registry, "LogService", &[]));

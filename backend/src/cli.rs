@@ -54,6 +54,15 @@ pub struct UpArgs {
     /// Grading's database (default: SQLite in the data directory).
     #[arg(long, env = "GRADEBOOK_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Where the portal listens.
+    #[arg(long, env = "GRADEBOOK_PORTAL_ADDR", default_value = "127.0.0.1:5005")]
+    pub portal_addr: SocketAddr,
+    /// The portal's static site (cargo leptos build --release writes it here).
+    #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
+    pub site_root: std::path::PathBuf,
+    /// Start without the portal.
+    #[arg(long)]
+    pub no_portal: bool,
     /// Data directory (grades, logs), kept between runs.
     #[arg(long, env = "GRADEBOOK_DATA_DIR", default_value = "data")]
     pub data_dir: std::path::PathBuf,
@@ -87,6 +96,8 @@ impl UpArgs {
             }
             crate::up::Part {
                 name,
+                program: None,
+                env: vec![],
                 args,
                 ready_url: format!("http://{addr}/healthz"),
                 registered_as: service.map(|s| (s.to_owned(), format!("http://{addr}"))),
@@ -94,10 +105,21 @@ impl UpArgs {
             }
         };
         let mut parts = vec![
-            part(s("registry"), vec![s("registry"), s("--addr"), self.registry_addr.to_string()], self.registry_addr, None),
+            part(
+                s("registry"),
+                vec![s("registry"), s("--addr"), self.registry_addr.to_string()],
+                self.registry_addr,
+                None,
+            ),
             part(
                 s("log"),
-                vec![s("log"), s("--addr"), self.log_addr.to_string(), s("--dir"), self.data_dir.join("log").display().to_string()],
+                vec![
+                    s("log"),
+                    s("--addr"),
+                    self.log_addr.to_string(),
+                    s("--dir"),
+                    self.data_dir.join("log").display().to_string(),
+                ],
                 self.log_addr,
                 Some(names::LOG),
             ),
@@ -108,6 +130,17 @@ impl UpArgs {
             let name = if self.grading == 1 { s("grading") } else { format!("grading{}", i + 1) };
             let args = vec![s("grading"), s("--addr"), addr.to_string(), s("--database-url"), database_url.clone()];
             parts.push(part(name, args, addr, Some(names::GRADING)));
+        }
+        if !self.no_portal {
+            let mut portal = part(
+                s("portal"),
+                vec![s("--addr"), self.portal_addr.to_string()],
+                self.portal_addr,
+                Some(names::PORTAL),
+            );
+            portal.program = Some(s("gradebook-portal"));
+            portal.env.push((s("LEPTOS_SITE_ROOT"), self.site_root.display().to_string()));
+            parts.push(portal);
         }
         Ok(parts)
     }
@@ -354,10 +387,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => {
             crate::telemetry::init(&args.common.log_filter, None);
             let parts = args.parts()?;
-            let banner = format!(
-                "Gradebook is up: registry http://{}/services, grading http://{}/students",
-                args.registry_addr, args.grading_addr
-            );
+            let banner = if args.no_portal {
+                format!("Gradebook is up: grading at http://{}/students", args.grading_addr)
+            } else {
+                format!("Gradebook is up: open http://{}", args.portal_addr)
+            };
             crate::up::run(parts, &banner, shutdown).await?;
         }
         Command::Grading(args) => {

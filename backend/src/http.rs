@@ -68,6 +68,16 @@ pub fn finish_router(router: Router, body_limit: usize) -> Router {
         ))
 }
 
+/// Like [`finish_router`] but without the 404/405 fallbacks, for a router
+/// that is merged into another one that has its own (the portal's pages).
+pub fn finish_api(router: Router, body_limit: usize) -> Router {
+    router.layer(axum::middleware::map_response(json_errors)).layer(DefaultBodyLimit::max(body_limit)).layer(
+        TraceLayer::new_for_http().make_span_with(
+            |req: &Request| tracing::info_span!("request", method = %req.method(), path = %req.uri().path()),
+        ),
+    )
+}
+
 /// Like [`finish_router`] without the request span, for hot paths that log
 /// nothing; merge it into a finished router.
 pub fn untraced(router: Router, body_limit: usize) -> Router {

@@ -14,7 +14,10 @@ use tokio_util::sync::CancellationToken;
 /// One process of the system.
 pub struct Part {
     pub name: String,
+    /// Another binary beside this one (e.g. `gradebook-portal`); none: this one.
+    pub program: Option<String>,
     pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
     /// Answers 2xx once the part is ready.
     pub ready_url: String,
     /// The name and URL it registers under, if it does: it is ready once the
@@ -39,8 +42,22 @@ pub async fn run(parts: Vec<Part>, banner: &str, shutdown: CancellationToken) ->
     let (exited_tx, mut exited_rx) = tokio::sync::mpsc::channel::<String>(parts.len().max(1));
     let result = async {
         for (i, part) in parts.iter().enumerate() {
-            let mut child = Command::new(&exe)
+            let program = match &part.program {
+                Some(name) => {
+                    let path = exe.with_file_name(name);
+                    if !path.exists() {
+                        bail!(
+                            "{} is missing: build it first (make up does: cargo leptos build --release)",
+                            path.display()
+                        );
+                    }
+                    path
+                }
+                None => exe.clone(),
+            };
+            let mut child = Command::new(&program)
                 .args(&part.args)
+                .envs(part.env.iter().cloned())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())

@@ -32,6 +32,8 @@ pub mod names {
     pub const LOG: &str = "LogService";
     pub const GRADING: &str = "GradingService";
     pub const PORTAL: &str = "Portal";
+    /// The registry lists itself, so the status monitor shows it too.
+    pub const REGISTRY: &str = "Registry";
 }
 
 /// Deserializes `null` (and, with `#[serde(default)]`, a missing field) as the

@@ -19,7 +19,17 @@ pub async fn run() -> Vec<Row> {
     let addr = format!("127.0.0.1:{}", gradebook_tests::free_port());
     let db = format!("sqlite://{}/grading.db", dir.path().display());
     let _grading = Proc::start(
-        &["grading", "--addr", &addr, "--database-url", &db, "--registry-url", "http://127.0.0.1:9", "--ship-level", "off"],
+        &[
+            "grading",
+            "--addr",
+            &addr,
+            "--database-url",
+            &db,
+            "--registry-url",
+            "http://127.0.0.1:9",
+            "--ship-level",
+            "off",
+        ],
         false,
     );
     wait_listening(&addr, Duration::from_secs(10)).await;

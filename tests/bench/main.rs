@@ -1,11 +1,12 @@
 //! `make bench`: Gradebook's benchmark suite. Starts real processes of the
 //! release binary on loopback and prints one table of figures.
 //!
-//! Usage: bench [SECTION...]   sections: registry, log, grading (default: all)
+//! Usage: bench [SECTION...]   sections: registry, log, grading, portal (default: all)
 
 mod grading;
 mod load;
 mod log;
+mod portal;
 mod registry;
 
 use std::time::Duration;
@@ -68,6 +69,10 @@ async fn main() {
     if all || wanted.iter().any(|w| w == "grading") {
         eprintln!("grading …");
         rows.extend(grading::run().await);
+    }
+    if all || wanted.iter().any(|w| w == "portal") {
+        eprintln!("portal …");
+        rows.extend(portal::run().await);
     }
     let width = rows.iter().map(|r| r.what.len()).max().unwrap_or(0);
     println!("\n| {:width$} | figure |\n|{}|--------|", "measure", "-".repeat(width + 2));

@@ -235,9 +235,29 @@ pub fn router(registry: Registry) -> Router {
 }
 
 /// Serves the registry on `listener` until `shutdown` is cancelled.
+/// The registry lists itself (probed like anyone) so that the status
+/// monitor shows it beside the services.
 pub async fn serve(listener: TcpListener, registry: Registry, shutdown: CancellationToken) -> std::io::Result<()> {
-    tracing::info!(addr = %listener.local_addr()?, "registry listening");
-    axum::serve(listener, router(registry)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "registry listening");
+    let server = tokio::spawn(
+        axum::serve(listener, router(registry.clone()))
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .into_future(),
+    );
+    let url = format!("http://{addr}");
+    let me = Registration {
+        service_name: gradebook_shared::names::REGISTRY.to_owned(),
+        service_url: url.clone(),
+        required_services: vec![],
+        service_update_url: String::new(),
+        heartbeat_url: format!("{url}/healthz"),
+        known_providers: vec![],
+    };
+    if let Err(e) = registry.register(me).await {
+        tracing::warn!(error = %e, "cannot list the registry itself");
+    }
+    server.await.map_err(std::io::Error::other)?
 }
 
 fn authorize(registry: &Registry, headers: &HeaderMap) -> Result<(), RegistryError> {

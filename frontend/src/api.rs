@@ -1,0 +1,176 @@
+//! How pages get their data. In the browser (`hydrate`, `csr`) through the
+//! portal's JSON API with gloo-net; while rendering on the server (`ssr`)
+//! by calling the services directly through discovery (see
+//! `crate::server::Backends`), with the same results and errors.
+
+use gradebook_shared::grading::{Grade, Student};
+use gradebook_shared::log::LogRecord;
+use gradebook_shared::registry::ServiceStatus;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// A failed call, as pages show it: the HTTP status the portal answers with
+/// and a readable message (and the offending field of a 400).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    #[serde(default)]
+    pub status: u16,
+    pub error: String,
+    #[serde(default)]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: u16, error: impl Into<String>) -> Self {
+        Self { status, error: error.into(), field: None }
+    }
+
+    pub fn unavailable(what: &str) -> Self {
+        Self::new(503, format!("The {what} is unavailable right now. Please try again in a moment."))
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.error)
+    }
+}
+
+/// Filters of the log view.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
+}
+
+impl LogFilter {
+    pub fn query(&self) -> String {
+        let mut parts = vec![];
+        if let Some(s) = self.service.as_deref().filter(|s| !s.is_empty()) {
+            parts.push(format!("service={}", encode(s)));
+        }
+        if let Some(l) = self.level.as_deref().filter(|l| !l.is_empty()) {
+            parts.push(format!("level={}", encode(l)));
+        }
+        parts.join("&")
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The data source of the current build. Cheap to clone; get one with
+/// [`Api::current`] while rendering.
+#[derive(Clone)]
+pub struct Api {
+    #[cfg(feature = "ssr")]
+    backends: Option<crate::server::Backends>,
+}
+
+impl Api {
+    pub fn current() -> Self {
+        Self {
+            #[cfg(feature = "ssr")]
+            backends: leptos::prelude::use_context(),
+        }
+    }
+
+    pub async fn students(&self) -> Result<Vec<Student>, ApiError> {
+        #[cfg(feature = "ssr")]
+        return self.server()?.students().await;
+        #[cfg(not(feature = "ssr"))]
+        get("/api/students").await
+    }
+
+    pub async fn student(&self, id: i64) -> Result<Student, ApiError> {
+        #[cfg(feature = "ssr")]
+        return self.server()?.student(id).await;
+        #[cfg(not(feature = "ssr"))]
+        get(&format!("/api/students/{id}")).await
+    }
+
+    pub async fn services(&self) -> Result<Vec<ServiceStatus>, ApiError> {
+        #[cfg(feature = "ssr")]
+        return self.server()?.services().await;
+        #[cfg(not(feature = "ssr"))]
+        get("/api/services").await
+    }
+
+    pub async fn logs(&self, filter: LogFilter) -> Result<Vec<LogRecord>, ApiError> {
+        #[cfg(feature = "ssr")]
+        return self.server()?.logs(&filter.query()).await;
+        #[cfg(not(feature = "ssr"))]
+        get(&format!("/api/logs?{}", filter.query())).await
+    }
+
+    #[cfg(feature = "ssr")]
+    fn server(&self) -> Result<&crate::server::Backends, ApiError> {
+        self.backends.as_ref().ok_or_else(|| ApiError::unavailable("portal server"))
+    }
+}
+
+/// Adds a grade (browser only: the server-rendered form posts natively).
+pub async fn add_grade(student: i64, title: String, kind: String, score: String) -> Result<Grade, ApiError> {
+    let body = serde_json::json!({ "Title": title, "Type": kind, "Score": score });
+    send_json(&format!("/api/students/{student}/grades"), body).await
+}
+
+#[cfg(feature = "client")]
+async fn get<T: DeserializeOwned>(path: &str) -> Result<T, ApiError> {
+    let path = path.to_owned();
+    send_wrapper::SendWrapper::new(async move {
+        let response = gloo_net::http::Request::get(&path).send().await.map_err(|_| ApiError::unavailable("portal"))?;
+        read(response).await
+    })
+    .await
+}
+
+#[cfg(feature = "client")]
+async fn send_json<T: DeserializeOwned>(path: &str, body: serde_json::Value) -> Result<T, ApiError> {
+    let path = path.to_owned();
+    send_wrapper::SendWrapper::new(async move {
+        let response = gloo_net::http::Request::post(&path)
+            .json(&body)
+            .map_err(|e| ApiError::new(400, e.to_string()))?
+            .send()
+            .await
+            .map_err(|_| ApiError::unavailable("portal"))?;
+        read(response).await
+    })
+    .await
+}
+
+#[cfg(feature = "client")]
+async fn read<T: DeserializeOwned>(response: gloo_net::http::Response) -> Result<T, ApiError> {
+    let status = response.status();
+    let text = response.text().await.map_err(|_| ApiError::unavailable("portal"))?;
+    if (200..300).contains(&status) {
+        serde_json::from_str(&text).map_err(|e| ApiError::new(502, format!("unexpected answer: {e}")))
+    } else {
+        Err(serde_json::from_str::<ApiError>(&text)
+            .map(|e| ApiError { status, ..e })
+            .unwrap_or_else(|_| ApiError::new(status, format!("the portal answered {status}"))))
+    }
+}
+
+// Builds without a browser client (the server, and plain `cargo test`) never
+// fetch through the portal's own API.
+#[cfg(not(feature = "client"))]
+#[allow(dead_code)]
+async fn get<T: DeserializeOwned>(_path: &str) -> Result<T, ApiError> {
+    Err(ApiError::unavailable("portal API"))
+}
+
+#[cfg(not(feature = "client"))]
+async fn send_json<T: DeserializeOwned>(_path: &str, _body: serde_json::Value) -> Result<T, ApiError> {
+    Err(ApiError::unavailable("portal API"))
+}

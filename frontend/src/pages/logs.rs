@@ -1,0 +1,122 @@
+//! `/logs`: the central log, filterable by service and level, with new
+//! entries streaming in live (Server-Sent Events through the portal).
+
+use gradebook_shared::log::{Level, LogRecord};
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+
+use super::Problem;
+use crate::api::{Api, LogFilter};
+
+/// Live entries kept on the page.
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
+const LIVE_MAX: usize = 500;
+
+#[component]
+pub fn LogsPage() -> impl IntoView {
+    let query = use_query_map();
+    let filter = Memo::new(move |_| {
+        let q = query.read();
+        LogFilter {
+            service: q.get("service").filter(|s| !s.is_empty()),
+            level: q.get("level").filter(|s| !s.is_empty()),
+        }
+    });
+    let api = Api::current();
+    let recent = Resource::new(
+        move || filter.get(),
+        move |f| {
+            let api = api.clone();
+            async move { api.logs(f).await }
+        },
+    );
+    let live = RwSignal::new(Vec::<LogRecord>::new());
+    #[cfg(feature = "client")]
+    Effect::new(move |_| {
+        let url = format!("/api/logs/stream?{}", filter.get().query());
+        live.set(vec![]);
+        if let Some(source) = stream(&url, live) {
+            let source = send_wrapper::SendWrapper::new(source);
+            on_cleanup(move || source.close());
+        }
+    });
+
+    view! {
+        <Title text="Logs · Grade Book"/>
+        <h1>"Logs"</h1>
+        <form class="filters" method="get" action="/logs">
+            <label>"Service "
+                <input name="service" type="text" placeholder="all" prop:value=move || filter.get().service.unwrap_or_default()/>
+            </label>
+            <label>"Level "
+                <select name="level">
+                    <option value="" selected=move || filter.get().level.is_none()>"all"</option>
+                    {Level::ALL.iter().map(|l| {
+                        let l = l.as_str();
+                        view! { <option value=l selected=move || filter.get().level.as_deref() == Some(l)>{l}" and up"</option> }
+                    }).collect_view()}
+                </select>
+            </label>
+            <button type="submit">"Filter"</button>
+        </form>
+        <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match recent.await {
+                    Err(error) => view! { <Problem error/> }.into_any(),
+                    Ok(records) => view! {
+                        <table class="logs">
+                            <thead>
+                                <tr><th>"Time"</th><th>"Service"</th><th>"Level"</th><th>"Message"</th></tr>
+                            </thead>
+                            <tbody>
+                                {move || {
+                                    let mut all = records.clone();
+                                    let last = all.last().map_or(0, |r| r.seq);
+                                    all.extend(live.get().into_iter().filter(|r| r.seq > last));
+                                    all.reverse();
+                                    all.into_iter().map(row).collect_view()
+                                }}
+                            </tbody>
+                        </table>
+                    }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+fn row(r: LogRecord) -> impl IntoView {
+    let time = r.timestamp.get(11..23).unwrap_or(&r.timestamp).to_owned();
+    view! {
+        <tr class=format!("level-{}", r.level)>
+            <td><time datetime=r.timestamp.clone()>{time}</time></td>
+            <td>{r.service}</td>
+            <td>{r.level.as_str()}</td>
+            <td class="message">{r.message}</td>
+        </tr>
+    }
+}
+
+/// Opens the live tail, appending what arrives to `live`.
+#[cfg(feature = "client")]
+fn stream(url: &str, live: RwSignal<Vec<LogRecord>>) -> Option<web_sys::EventSource> {
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen::closure::Closure;
+    let source = web_sys::EventSource::new(url).ok()?;
+    let on_log = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
+        let Some(text) = ev.data().as_string() else { return };
+        if let Ok(record) = serde_json::from_str::<LogRecord>(&text) {
+            live.update(|v| {
+                v.push(record);
+                if v.len() > LIVE_MAX {
+                    v.remove(0);
+                }
+            });
+        }
+    });
+    source.add_event_listener_with_callback("log", on_log.as_ref().unchecked_ref()).ok()?;
+    // The listener lives as long as the EventSource, which is closed on cleanup.
+    on_log.forget();
+    Some(source)
+}

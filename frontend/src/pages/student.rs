@@ -1,0 +1,167 @@
+//! `/students/{id}`: a student's grades, a chart of them, and the form that
+//! adds one — with the WebAssembly client in place (no reload, inline
+//! errors) or as a plain form post answered with a redirect.
+
+use gradebook_shared::grading::{Grade, GradeType, Student};
+use leptos::ev::SubmitEvent;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use leptos_meta::Title;
+use leptos_router::hooks::{use_params_map, use_query_map};
+
+use super::{Problem, percent, score};
+use crate::api::{Api, ApiError, add_grade};
+
+#[component]
+pub fn StudentPage() -> impl IntoView {
+    let params = use_params_map();
+    let query = use_query_map();
+    let id = move || params.read().get("id").and_then(|s| s.parse::<i64>().ok());
+    let api = Api::current();
+    let student = Resource::new(id, move |id| {
+        let api = api.clone();
+        async move {
+            match id {
+                Some(id) => api.student(id).await,
+                None => Err(ApiError::new(404, "There is no such student.")),
+            }
+        }
+    });
+
+    // A grade the service rejected after a plain form post comes back in
+    // the query, so the form shows it with the message.
+    let from_query = |key: &str| query.read_untracked().get(key);
+    let title = RwSignal::new(from_query("title").unwrap_or_default());
+    let kind = RwSignal::new(from_query("type").unwrap_or_else(|| "Quiz".to_owned()));
+    let points = RwSignal::new(from_query("score").unwrap_or_default());
+    let error = RwSignal::new(from_query("error"));
+    let pending = RwSignal::new(false);
+
+    let on_submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        let Some(student_id) = id() else { return };
+        pending.set(true);
+        spawn_local(async move {
+            match add_grade(student_id, title.get_untracked(), kind.get_untracked(), points.get_untracked()).await {
+                Ok(_) => {
+                    title.set(String::new());
+                    points.set(String::new());
+                    error.set(None);
+                    student.refetch();
+                }
+                Err(e) => error.set(Some(e.error)),
+            }
+            pending.set(false);
+        });
+    };
+
+    view! {
+        <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match student.await {
+                    Err(error) => view! { <Title text="Grade Book"/><Problem error/> }.into_any(),
+                    Ok(s) => {
+                        let Student { id: sid, first_name, last_name, grades, average } = s;
+                        view! {
+                            <Title text=format!("{first_name} {last_name} · Grade Book")/>
+                            <p class="back"><a href="/students">"← All students"</a></p>
+                            <h1>{first_name.clone()}" "{last_name.clone()}</h1>
+                            <p class="average">"Average: "<strong>{percent(average)}</strong></p>
+                            <Grades grades=grades.clone()/>
+                            <Chart grades/>
+                            <form
+                                class="add-grade"
+                                method="post"
+                                action=format!("/students/{sid}/grades")
+                                novalidate=true
+                                on:submit=on_submit
+                            >
+                                <h2>"Add a grade"</h2>
+                                <label>
+                                    "Title"
+                                    <input
+                                        name="Title"
+                                        type="text"
+                                        prop:value=move || title.get()
+                                        on:input:target=move |ev| title.set(ev.target().value())
+                                    />
+                                </label>
+                                <label>
+                                    "Type"
+                                    <select name="Type" on:change:target=move |ev| kind.set(ev.target().value())>
+                                        {GradeType::ALL.iter().map(|t| {
+                                            let t = t.as_str();
+                                            view! { <option value=t selected=move || kind.get() == t>{t}</option> }
+                                        }).collect_view()}
+                                    </select>
+                                </label>
+                                <label>
+                                    "Score (0–100)"
+                                    <input
+                                        name="Score"
+                                        type="number"
+                                        step="any"
+                                        prop:value=move || points.get()
+                                        on:input:target=move |ev| points.set(ev.target().value())
+                                    />
+                                </label>
+                                <button type="submit" disabled=move || pending.get()>"Add grade"</button>
+                                {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+                            </form>
+                        }.into_any()
+                    }
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn Grades(grades: Vec<Grade>) -> impl IntoView {
+    if grades.is_empty() {
+        return view! { <p class="empty">"No grades available"</p> }.into_any();
+    }
+    view! {
+        <table class="grades">
+            <thead>
+                <tr><th>"Title"</th><th>"Type"</th><th class="num">"Score"</th></tr>
+            </thead>
+            <tbody>
+                {grades.into_iter().map(|g| view! {
+                    <tr>
+                        <td>{g.title}</td>
+                        <td>{g.kind.as_str()}</td>
+                        <td class="num">{score(g.score)}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}
+
+/// The scores as bars, in the order they were entered.
+#[component]
+fn Chart(grades: Vec<Grade>) -> impl IntoView {
+    const BAR: usize = 28;
+    const GAP: usize = 8;
+    const HEIGHT: f64 = 100.0;
+    if grades.is_empty() {
+        return ().into_any();
+    }
+    let width = grades.len() * (BAR + GAP) + GAP;
+    view! {
+        <svg class="chart" viewBox=format!("0 0 {width} 120") width=width height="120" role="img" aria-label="Scores">
+            <line x1="0" y1="110" x2=width y2="110" class="axis"/>
+            {grades.into_iter().enumerate().map(|(i, g)| {
+                let h = g.score.clamp(0.0, 100.0) / 100.0 * HEIGHT;
+                view! {
+                    <rect x=GAP + i * (BAR + GAP) y=110.0 - h width=BAR height=h class=g.kind.as_str().to_lowercase()>
+                        <title>{format!("{}: {}", g.title, score(g.score))}</title>
+                    </rect>
+                }
+            }).collect_view()}
+        </svg>
+    }
+    .into_any()
+}

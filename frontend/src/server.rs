@@ -1,0 +1,313 @@
+//! The portal server: renders pages (leptos_axum), answers the JSON API by
+//! forwarding to the services it discovers through the registry (pooled
+//! connections, deadlines, failover), takes the no-JavaScript form post, and
+//! registers as `Portal`.
+
+use std::time::Duration;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use gradebook::http::ApiJson;
+use gradebook::runtime::{CallError, Runtime};
+use gradebook_shared::ErrorBody;
+use gradebook_shared::grading::{Grade, Student};
+use gradebook_shared::log::LogRecord;
+use gradebook_shared::names;
+use gradebook_shared::registry::ServiceStatus;
+use leptos::prelude::*;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{ApiError, encode};
+use crate::app::{App, shell};
+
+/// What the portal talks to. Cheap to clone.
+#[derive(Clone)]
+pub struct Backends {
+    pub runtime: Runtime,
+    pub registry_url: String,
+    /// For the live log tail: no overall deadline (it streams), only a
+    /// connect deadline.
+    stream_client: reqwest::Client,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_GATEWAY);
+        (status, Json(ErrorBody { error: self.error, field: self.field })).into_response()
+    }
+}
+
+fn human(service: &str) -> &str {
+    match service {
+        names::GRADING => "grading service",
+        names::LOG => "log service",
+        _ => "service",
+    }
+}
+
+impl Backends {
+    pub fn new(runtime: Runtime, registry_url: String) -> Self {
+        let stream_client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .expect("a reqwest client with only timeouts set always builds");
+        Self { runtime, registry_url: registry_url.trim_end_matches('/').to_owned(), stream_client }
+    }
+
+    /// Sends a request to a provider of `service` and reads its JSON answer;
+    /// the service's own 4xx errors come back as they were.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        service: &str,
+        build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    ) -> Result<T, ApiError> {
+        let response = self.runtime.call(service, build).await.map_err(|e| {
+            tracing::warn!(%service, error = %e, "backend call failed");
+            match e {
+                CallError::NoProvider(_) | CallError::Unreachable { .. } => ApiError::unavailable(human(service)),
+            }
+        })?;
+        read(response, human(service)).await
+    }
+
+    pub async fn students(&self) -> Result<Vec<Student>, ApiError> {
+        self.call(names::GRADING, |c, base| c.get(format!("{base}/students"))).await
+    }
+
+    pub async fn student(&self, id: i64) -> Result<Student, ApiError> {
+        self.call(names::GRADING, |c, base| c.get(format!("{base}/students/{id}"))).await.map_err(|e| {
+            if e.status == 404 { ApiError::new(404, format!("There is no student with ID {id}.")) } else { e }
+        })
+    }
+
+    pub async fn add_grade(&self, id: i64, grade: &serde_json::Value) -> Result<Grade, ApiError> {
+        self.call(names::GRADING, |c, base| c.post(format!("{base}/students/{id}/grades")).json(grade)).await
+    }
+
+    pub async fn services(&self) -> Result<Vec<ServiceStatus>, ApiError> {
+        let response = self
+            .runtime
+            .client()
+            .get(format!("{}/services", self.registry_url))
+            .send()
+            .await
+            .map_err(|_| ApiError::unavailable("registry"))?;
+        read(response, "registry").await
+    }
+
+    pub async fn logs(&self, query: &str) -> Result<Vec<LogRecord>, ApiError> {
+        self.call(names::LOG, |c, base| c.get(format!("{base}/log?{query}"))).await
+    }
+}
+
+async fn read<T: DeserializeOwned>(response: reqwest::Response, what: &str) -> Result<T, ApiError> {
+    let status = response.status();
+    if status.is_success() {
+        return response
+            .json()
+            .await
+            .map_err(|e| ApiError::new(502, format!("The {what} gave an unreadable answer: {e}")));
+    }
+    if status.is_client_error() {
+        let body = response
+            .json::<ErrorBody>()
+            .await
+            .unwrap_or_else(|_| ErrorBody::new(format!("The {what} answered {status}")));
+        return Err(ApiError { status: status.as_u16(), error: body.error, field: body.field });
+    }
+    Err(ApiError::unavailable(what))
+}
+
+// ---- JSON API ---------------------------------------------------------------
+
+async fn api_students(State(b): State<Backends>) -> Result<Json<Vec<Student>>, ApiError> {
+    Ok(Json(b.students().await?))
+}
+
+async fn api_student(State(b): State<Backends>, Path(id): Path<String>) -> Result<Json<Student>, ApiError> {
+    let id = parse_id(&id)?;
+    Ok(Json(b.student(id).await?))
+}
+
+async fn api_add_grade(
+    State(b): State<Backends>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(&id)?;
+    Ok((StatusCode::CREATED, Json(b.add_grade(id, &body).await?)))
+}
+
+async fn api_services(State(b): State<Backends>) -> Result<Json<Vec<ServiceStatus>>, ApiError> {
+    Ok(Json(b.services().await?))
+}
+
+async fn api_logs(State(b): State<Backends>, RawQuery(q): RawQuery) -> Result<Json<Vec<LogRecord>>, ApiError> {
+    Ok(Json(b.logs(q.as_deref().unwrap_or("")).await?))
+}
+
+/// Relays the log service's live tail.
+async fn api_log_stream(State(b): State<Backends>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let q = q.unwrap_or_default();
+    let client = b.stream_client.clone();
+    let upstream = b
+        .runtime
+        .call(names::LOG, move |_, base| client.get(format!("{base}/log/stream?{q}")))
+        .await
+        .map_err(|_| ApiError::unavailable("log service"))?;
+    if !upstream.status().is_success() {
+        return Err(read::<()>(upstream, "log service")
+            .await
+            .err()
+            .unwrap_or_else(|| ApiError::unavailable("log service")));
+    }
+    let mut response = axum::body::Body::from_stream(upstream.bytes_stream()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+fn parse_id(id: &str) -> Result<i64, ApiError> {
+    id.parse().map_err(|_| ApiError::new(404, format!("There is no student with ID {id:?}.")))
+}
+
+/// The add-grade form posted without JavaScript: forwarded as JSON, then a
+/// 303 back to the student page — carrying the service's message (and what
+/// was typed) when it refused the grade, instead of hiding the error.
+async fn form_add_grade(
+    State(b): State<Backends>,
+    Path(id): Path<String>,
+    Form(form): Form<std::collections::HashMap<String, String>>,
+) -> Response {
+    let Ok(sid) = id.parse::<i64>() else { return ApiError::new(404, "There is no such student.").into_response() };
+    let field = |k: &str| form.get(k).cloned().unwrap_or_default();
+    let body = serde_json::json!({ "Title": field("Title"), "Type": field("Type"), "Score": field("Score") });
+    match b.add_grade(sid, &body).await {
+        Ok(_) => Redirect::to(&format!("/students/{sid}")).into_response(),
+        Err(e) if e.status == 404 => e.into_response(),
+        Err(e) => Redirect::to(&format!(
+            "/students/{sid}?error={}&title={}&type={}&score={}",
+            encode(&e.error),
+            encode(&field("Title")),
+            encode(&field("Type")),
+            encode(&field("Score"))
+        ))
+        .into_response(),
+    }
+}
+
+/// The whole portal: API, form handler, pages and the site's static files.
+pub fn router(options: LeptosOptions, backends: Backends) -> Router {
+    let api = Router::new()
+        .route("/api/students", get(api_students))
+        .route("/api/students/{id}", get(api_student))
+        .route("/api/students/{id}/grades", post(api_add_grade))
+        .route("/api/services", get(api_services))
+        .route("/api/logs", get(api_logs))
+        .route("/api/logs/stream", get(api_log_stream))
+        .route("/students/{id}/grades", post(form_add_grade))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(backends.clone());
+    let routes = generate_route_list(App);
+    let pages = Router::new()
+        .leptos_routes_with_context(
+            &options,
+            routes,
+            {
+                let backends = backends.clone();
+                move || provide_context(backends.clone())
+            },
+            {
+                let options = options.clone();
+                move || shell(options.clone())
+            },
+        )
+        .fallback(leptos_axum::file_and_error_handler(shell))
+        .with_state(options);
+    gradebook::http::finish_api(api, 64 * 1024).merge(pages)
+}
+
+/// Serves the portal, registered as `Portal`, until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    runtime: Runtime,
+    options: LeptosOptions,
+    registry_url: String,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let backends = Backends::new(runtime.clone(), registry_url);
+    gradebook::runtime::serve(listener, runtime, router(options, backends), shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A portal whose registry is unreachable: it knows no provider of anything.
+    fn portal() -> Router {
+        let spec = gradebook::runtime::ServiceSpec::new(names::PORTAL, "http://127.0.0.1:9");
+        let runtime = Runtime::new(spec, "127.0.0.1:5005".parse().unwrap());
+        let options = LeptosOptions::builder().output_name("gradebook").build();
+        router(options, Backends::new(runtime, "http://127.0.0.1:9".into()))
+    }
+
+    async fn body_text(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_api_says_503_with_a_json_message_when_grading_is_unavailable() {
+        let response = portal().oneshot(Request::get("/api/students").body(Body::empty()).unwrap()).await.unwrap();
+
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body: serde_json::Value = serde_json::from_str(&body_text(response).await).unwrap();
+        assert!(body["error"].as_str().unwrap().contains("grading service is unavailable"));
+    }
+
+    #[tokio::test]
+    async fn the_student_list_page_renders_a_503_page_when_grading_is_unavailable() {
+        let response = portal().oneshot(Request::get("/students").body(Body::empty()).unwrap()).await.unwrap();
+
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let html = body_text(response).await;
+        assert!(html.contains("Service unavailable") && html.contains("grading service is unavailable"), "{html}");
+    }
+
+    #[tokio::test]
+    async fn a_non_numeric_student_id_is_a_404_not_a_server_error() {
+        let response = portal().oneshot(Request::get("/api/students/abc").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn a_plain_form_post_that_fails_redirects_back_with_the_message() {
+        let request = Request::post("/students/1/grades")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from("Title=Quiz&Type=Quiz&Score=10"))
+            .unwrap();
+
+        let response = portal().oneshot(request).await.unwrap();
+
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let location = response.headers()["location"].to_str().unwrap();
+        assert!(location.starts_with("/students/1?error=") && location.contains("title=Quiz"), "{location}");
+    }
+
+    #[tokio::test]
+    async fn unknown_pages_are_404() {
+        let response = portal().oneshot(Request::get("/nope").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+}

@@ -1,0 +1,270 @@
+// Browser tests of the portal: the real system (registry, log, grading,
+// portal as separate processes on free ports, throwaway data), driven in
+// Debian's Chromium by playwright-core. Run by `make test` after the release
+// builds (`cargo leptos build --release`, `trunk build --release`).
+//
+//   node --test tests/browser/
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs';
+import { createServer, request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, resolve, extname } from 'node:path';
+import { createRequire } from 'node:module';
+
+const root = resolve(import.meta.dirname, '../..');
+const require = createRequire(join(root, 'tools/package.json'));
+const { chromium } = require('playwright-core');
+const bin = process.env.GRADEBOOK_BIN_DIR ?? join(root, 'target/release');
+
+const procs = {};
+let browser, dataDir, csrServer;
+const ports = {};
+const url = (name, path = '') => `http://127.0.0.1:${ports[name]}${path}`;
+
+async function freePort() {
+  return new Promise((ok) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
+}
+
+function start(name, exe, args) {
+  const child = spawn(join(bin, exe), args, {
+    cwd: root,
+    env: { ...process.env, RUST_LOG: 'warn', LEPTOS_SITE_ROOT: join(root, 'target/site') },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  procs[name] = child;
+  return child;
+}
+
+async function eventually(what, check, ms = 15000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch {}
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/// Serves the trunk build (dist/) and proxies /api to the portal, as `trunk serve` does.
+function serveCsr(port) {
+  const dist = join(root, 'dist');
+  const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css' };
+  return createServer((req, res) => {
+    if (req.url.startsWith('/api/')) {
+      const up = httpRequest(url('portal', req.url), { method: req.method, headers: req.headers }, (r) => {
+        res.writeHead(r.statusCode, r.headers);
+        r.pipe(res);
+      });
+      req.pipe(up);
+      return;
+    }
+    let file = join(dist, req.url.split('?')[0]);
+    if (!existsSync(file) || req.url === '/' || !extname(file)) file = join(dist, 'index.html');
+    res.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream' });
+    res.end(readFileSync(file));
+  }).listen(port, '127.0.0.1');
+}
+
+before(async () => {
+  for (const name of ['registry', 'log', 'grading', 'portal', 'csr']) ports[name] = await freePort();
+  dataDir = mkdtempSync(join(tmpdir(), 'gradebook-browser-'));
+  const registryUrl = url('registry');
+  start('registry', 'gradebook', ['registry', '--addr', `127.0.0.1:${ports.registry}`]);
+  await eventually('the registry', async () => (await fetch(url('registry', '/healthz'))).ok);
+  const common = ['--registry-url', registryUrl];
+  start('log', 'gradebook', ['log', '--addr', `127.0.0.1:${ports.log}`, '--dir', join(dataDir, 'log'), ...common]);
+  start('grading', 'gradebook', [
+    'grading', '--addr', `127.0.0.1:${ports.grading}`,
+    '--database-url', `sqlite://${join(dataDir, 'grading.db')}`, ...common,
+  ]);
+  start('portal', 'gradebook-portal', ['--addr', `127.0.0.1:${ports.portal}`, ...common]);
+  await eventually('the portal to reach grading', async () => (await fetch(url('portal', '/api/students'))).ok);
+  await eventually('the portal to reach the log service', async () => (await fetch(url('portal', '/api/logs'))).ok);
+  csrServer = serveCsr(ports.csr);
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+      '--disable-sync', '--no-first-run', '--disable-quic'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  csrServer?.close();
+  for (const p of Object.values(procs).reverse()) p.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 300));
+  for (const p of Object.values(procs)) p.kill('SIGKILL');
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+/// A page whose console errors and warnings (hydration mismatches among
+/// them) are collected; `problems()` must stay empty.
+async function openPage(options = {}) {
+  const context = await browser.newContext(options);
+  const page = await context.newPage();
+  const seen = [];
+  page.on('console', (m) => {
+    if (['error', 'warning'].includes(m.type())) seen.push(`${m.type()}: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => seen.push(`page error: ${e.message}`));
+  page.problems = () => seen;
+  return page;
+}
+
+/// Waits until the WebAssembly client has taken over the page.
+async function hydrated(page) {
+  await page.waitForSelector('body[data-hydrated]', { timeout: 15000 });
+}
+
+const rows = (page, sel) => page.$$eval(`${sel} tbody tr`, (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent.trim())));
+
+test('the list shows the five initial students with their averages', async () => {
+  const page = await openPage();
+  await page.goto(url('portal', '/'));
+  assert.equal(new URL(page.url()).pathname, '/students');
+  await hydrated(page);
+  assert.equal(await page.textContent('h1'), 'Grade Book');
+  assert.deepEqual(await rows(page, 'table.students'), [
+    ['Carter', 'Nick', '87.0 %'],
+    ['Baggio', 'Roberto', '93.7 %'],
+    ['Stone', 'Emma', '47.3 %'],
+    ['san', 'zhangsan', '36.7 %'],
+    ['qiao', 'xiaoqiao', '22.3 %'],
+  ]);
+  assert.deepEqual(page.problems(), []);
+});
+
+test('a student opens from the list with grades and a chart', async () => {
+  const page = await openPage();
+  await page.goto(url('portal', '/students'));
+  await hydrated(page);
+  await page.click('text=Stone');
+  await page.waitForSelector('h1:has-text("Emma Stone")');
+  assert.deepEqual(await rows(page, 'table.grades'), [['Quiz 1', 'Quiz', '67'], ['Final Exam', 'Exam', '0'], ['Quiz 2', 'Quiz', '75']]);
+  assert.equal(await page.locator('svg.chart rect').count(), 3);
+  assert.deepEqual(page.problems(), []);
+});
+
+test('adding a grade shows it and the new average without a reload, and it is stored', async () => {
+  const page = await openPage();
+  await page.goto(url('portal', '/students/2'));
+  await hydrated(page);
+  await page.evaluate(() => { window.__sameDocument = true; });
+  await page.fill('input[name=Title]', 'Quiz 3');
+  await page.selectOption('select[name=Type]', 'Test');
+  await page.fill('input[name=Score]', '90');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('table.grades td:has-text("Quiz 3")');
+  assert.equal(await page.evaluate(() => window.__sameDocument), true, 'no reload');
+  assert.equal(await page.textContent('.average strong'), '92.8 %');
+  await page.reload();
+  await hydrated(page);
+  assert.deepEqual((await rows(page, 'table.grades')).at(-1), ['Quiz 3', 'Test', '90']);
+  assert.deepEqual(page.problems(), []);
+});
+
+test('an invalid score shows the service message inline and stores nothing', async () => {
+  const page = await openPage();
+  await page.goto(url('portal', '/students/3'));
+  await hydrated(page);
+  await page.fill('input[name=Title]', 'Too much');
+  await page.fill('input[name=Score]', '150');
+  await page.click('button[type=submit]');
+  const error = await page.waitForSelector('form .error');
+  assert.match(await error.textContent(), /Score must be a number from 0 to 100/);
+  const emma = await (await fetch(url('grading', '/students/3'))).json();
+  assert.equal(emma.Grades.length, 3);
+  // The browser logs the failed request's 400 itself; nothing else.
+  assert.deepEqual(page.problems().filter((p) => !p.includes('400')), []);
+});
+
+test('without JavaScript the form posts and redirects back to the student', async () => {
+  const page = await openPage({ javaScriptEnabled: false });
+  await page.goto(url('portal', '/students/4'));
+  await page.fill('input[name=Title]', 'Homework 1');
+  await page.selectOption('select[name=Type]', 'Homework');
+  await page.fill('input[name=Score]', '70');
+  await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+  assert.equal(new URL(page.url()).pathname, '/students/4');
+  assert.deepEqual((await rows(page, 'table.grades')).at(-1), ['Homework 1', 'Homework', '70']);
+
+  // A refused grade comes back with the message instead of vanishing.
+  await page.fill('input[name=Title]', '');
+  await page.fill('input[name=Score]', '50');
+  await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+  assert.match(await page.textContent('form .error'), /Title must not be empty/);
+});
+
+test('a script in a title is shown as text, never run', async () => {
+  const title = '<script>window.__owned = 1</script><b>bold</b>';
+  const r = await fetch(url('portal', '/api/students/5/grades'), {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ Title: title, Type: 'Quiz', Score: 10 }),
+  });
+  assert.equal(r.status, 201);
+  const page = await openPage();
+  await page.goto(url('portal', '/students/5'));
+  await hydrated(page);
+  assert.equal((await rows(page, 'table.grades')).at(-1)[0], title);
+  assert.equal(await page.evaluate(() => window.__owned), undefined);
+  assert.equal(await page.locator('table.grades b').count(), 0);
+  assert.deepEqual(page.problems(), []);
+});
+
+test('the services page shows all four services passing', async () => {
+  const page = await openPage();
+  await page.goto(url('portal', '/services'));
+  await hydrated(page);
+  await eventually('four passing services', async () => {
+    const list = await rows(page, 'table.services');
+    const names = list.filter((r) => r[2] === 'passing').map((r) => r[0]).sort();
+    return JSON.stringify(names) === JSON.stringify(['GradingService', 'LogService', 'Portal', 'Registry']);
+  });
+  assert.deepEqual(page.problems(), []);
+});
+
+test('the log page lists entries and streams new ones in', async () => {
+  const page = await openPage();
+  await page.goto(url('portal', '/logs?service=BrowserTest'));
+  await hydrated(page);
+  await new Promise((r) => setTimeout(r, 300)); // the stream connects
+  await fetch(url('log', '/log'), { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '[BrowserTest] - hello from the test' });
+  await page.waitForSelector('table.logs td:has-text("hello from the test")');
+  assert.deepEqual(page.problems(), []);
+});
+
+test('the trunk-built client lists students and adds a grade', async () => {
+  const page = await openPage();
+  await page.goto(url('csr', '/students'));
+  await page.waitForSelector('table.students tbody tr');
+  assert.equal((await rows(page, 'table.students')).length, 5);
+  await page.click('text=Carter');
+  await page.waitForSelector('h1:has-text("Nick Carter")');
+  await page.fill('input[name=Title]', 'CSR quiz');
+  await page.fill('input[name=Score]', '77');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('table.grades td:has-text("CSR quiz")');
+  assert.deepEqual(page.problems(), []);
+});
+
+test('with grading stopped the portal answers 503 with a message and keeps working', async () => {
+  procs.grading.kill('SIGTERM');
+  await new Promise((r) => procs.grading.once('exit', r));
+  const page = await openPage();
+  const response = await page.goto(url('portal', '/students'));
+  assert.equal(response.status(), 503);
+  assert.match(await page.textContent('.problem'), /grading service is unavailable/);
+  const services = await page.goto(url('portal', '/services'));
+  assert.equal(services.status(), 200, 'the rest of the portal still works');
+  const api = await fetch(url('portal', '/api/students'));
+  assert.equal(api.status, 503);
+  assert.match((await api.json()).error, /unavailable/);
+});
