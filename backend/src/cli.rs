@@ -411,13 +411,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let runtime = crate::runtime::Runtime::new(spec, listener.local_addr()?);
             // Tests and scripts read where it listens from this line.
             println!("listening on {}", runtime.url());
-            let app = axum::Router::new().route(
-                "/providers",
-                axum::routing::get({
-                    let rt = runtime.clone();
-                    move || async move { axum::Json(rt.providers().snapshot()) }
-                }),
-            );
+            #[derive(serde::Deserialize)]
+            struct Slow {
+                ms: u64,
+            }
+            let app = axum::Router::new()
+                .route(
+                    "/providers",
+                    axum::routing::get({
+                        let rt = runtime.clone();
+                        move || async move { axum::Json(rt.providers().snapshot()) }
+                    }),
+                )
+                // A request that takes a while: for drills of draining on shutdown.
+                .route(
+                    "/slow",
+                    axum::routing::get(|axum::extract::Query(q): axum::extract::Query<Slow>| async move {
+                        tokio::time::sleep(Duration::from_millis(q.ms.min(60_000))).await;
+                        "done"
+                    }),
+                );
             crate::runtime::serve(listener, runtime, app, shutdown).await?;
         }
     }

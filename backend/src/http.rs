@@ -58,7 +58,7 @@ impl IntoResponse for JsonError {
 /// size limit (413 beyond it), JSON bodies on every error answer, and a
 /// tracing span per request.
 pub fn finish_router(router: Router, body_limit: usize) -> Router {
-    router
+    measured(router)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|| async { error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
         .layer(axum::middleware::map_response(json_errors))
@@ -66,6 +66,14 @@ pub fn finish_router(router: Router, body_limit: usize) -> Router {
         .layer(TraceLayer::new_for_http().make_span_with(
             |req: &Request| tracing::info_span!("request", method = %req.method(), path = %req.uri().path()),
         ))
+}
+
+/// Adds `GET /metrics` and counts every routed request.
+fn measured(router: Router) -> Router {
+    crate::metrics::install();
+    router
+        .route("/metrics", axum::routing::get(crate::metrics::render))
+        .route_layer(axum::middleware::from_fn(crate::metrics::track))
 }
 
 /// Like [`finish_router`] but without the 404/405 fallbacks, for a router
@@ -81,7 +89,10 @@ pub fn finish_api(router: Router, body_limit: usize) -> Router {
 /// Like [`finish_router`] without the request span, for hot paths that log
 /// nothing; merge it into a finished router.
 pub fn untraced(router: Router, body_limit: usize) -> Router {
-    router.layer(axum::middleware::map_response(json_errors)).layer(DefaultBodyLimit::max(body_limit))
+    router
+        .route_layer(axum::middleware::from_fn(crate::metrics::track))
+        .layer(axum::middleware::map_response(json_errors))
+        .layer(DefaultBodyLimit::max(body_limit))
 }
 
 /// Turns the plain-text error answers of axum's extractors (a query string

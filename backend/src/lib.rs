@@ -7,6 +7,7 @@ pub mod cli;
 pub mod grading;
 pub mod http;
 pub mod log;
+pub mod metrics;
 pub mod registry;
 pub mod runtime;
 pub mod telemetry;

@@ -171,6 +171,7 @@ async fn add_grade(
     g.wrote();
     let grade = stored?.ok_or(GradingError::NoStudent(id))?;
     tracing::info!(student = id, grade = grade.id, title = %grade.title, score = grade.score, "grade added");
+    metrics::counter!("gradebook_grades_written_total").increment(1);
     let location = format!("/students/{id}/grades/{}", grade.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(grade)))
 }

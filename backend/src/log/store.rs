@@ -203,9 +203,11 @@ impl Store {
             }
             mem.recent.push_back(record.clone());
             self.stats.records_written.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("gradebook_log_records_ingested_total").increment(1);
             let _ = inner.live.send(record);
         }
         mem.pending_since.get_or_insert_with(Instant::now);
+        metrics::gauge!("gradebook_log_pending_bytes").set(mem.pending.len() as f64);
         let last = mem.next_seq - 1;
         let wake = was_empty || mem.pending.len() >= WRITE_EARLY_BYTES;
         drop(guard);
@@ -248,6 +250,7 @@ impl Store {
             std::mem::swap(&mut batch, &mut mem.pending);
             let since = mem.pending_since.take();
             drop(mem);
+            metrics::gauge!("gradebook_log_pending_bytes").set(0.0);
             if !batch.is_empty() {
                 let mut disk = lock(&inner.disk);
                 if let Err(e) = write(&mut disk, &inner.config, &batch) {

@@ -159,12 +159,17 @@ impl Registry {
 
     fn apply(&self, url: &str, transition: Transition) {
         match transition {
-            Transition::Removed { name, cause } => {
+            Transition::Removed { name, cause, silent_for } => {
                 tracing::warn!(service = %name, %url, %cause, "removed: service is critical");
+                let via = if cause.starts_with("session") { "session" } else { "probes" };
+                metrics::counter!("gradebook_registry_removals_total", "via" => via).increment(1);
+                metrics::histogram!("gradebook_registry_detection_seconds", "via" => via)
+                    .record(silent_for.as_secs_f64());
                 self.poke_dependents(&name);
             }
             Transition::Recovered { name } => {
                 tracing::info!(service = %name, %url, "recovered: heartbeat answers again, re-added");
+                metrics::counter!("gradebook_registry_recoveries_total").increment(1);
                 self.poke_dependents(&name);
             }
             Transition::Forgotten { name } => {
@@ -174,7 +179,15 @@ impl Registry {
         }
     }
 
+    /// Publishes how many providers are passing and critical.
+    fn publish_counts(&self) {
+        let (passing, critical) = self.table().counts();
+        metrics::gauge!("gradebook_registry_services", "state" => "passing").set(passing as f64);
+        metrics::gauge!("gradebook_registry_services", "state" => "critical").set(critical as f64);
+    }
+
     fn poke_dependents(&self, name: &str) {
+        self.publish_counts();
         let dependents = self.table().dependents_of(name);
         for url in dependents {
             self.poke(&url);

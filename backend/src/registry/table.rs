@@ -60,6 +60,8 @@ pub struct Entry {
     successes: u32,
     last_error: Option<String>,
     last_probe: Option<(SystemTime, Instant)>,
+    /// When it was last known alive (a good probe, or its registration).
+    last_ok: Instant,
     latency: Option<Duration>,
     registered_at: SystemTime,
     sessions: u32,
@@ -84,9 +86,12 @@ struct Told {
 /// A change in whether a service is handed out, with why.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transition {
+    /// `silent_for`: since it was last known alive, i.e. how long the
+    /// failure took to detect (at most).
     Removed {
         name: String,
         cause: String,
+        silent_for: Duration,
     },
     Recovered {
         name: String,
@@ -132,6 +137,7 @@ impl Table {
     }
 
     pub fn register(&mut self, reg: Registration) -> Registered {
+        let now = Instant::now();
         let generation = self.next_generation;
         self.next_generation += 1;
         let url = reg.service_url.clone();
@@ -153,6 +159,7 @@ impl Table {
                 e.failures = 0;
                 e.successes = 0;
                 e.suspect = false;
+                e.last_ok = now;
                 e.registered_at = SystemTime::now();
                 e.told = told;
                 false
@@ -169,6 +176,7 @@ impl Table {
                         successes: 0,
                         last_error: None,
                         last_probe: None,
+                        last_ok: now,
                         latency: None,
                         registered_at: SystemTime::now(),
                         sessions: 0,
@@ -335,6 +343,7 @@ impl Table {
         match outcome {
             Ok(latency) => {
                 e.latency = Some(latency);
+                e.last_ok = now;
                 e.failures = 0;
                 e.suspect = false;
                 e.last_error = None;
@@ -364,7 +373,7 @@ impl Table {
                         e.state = HealthState::Critical;
                         e.critical_since = Some(now);
                         e.suspect = false;
-                        Some(Transition::Removed { name, cause })
+                        Some(Transition::Removed { name, cause, silent_for: now.duration_since(e.last_ok) })
                     }
                     HealthState::Critical
                         if e.critical_since.is_some_and(|t| now.duration_since(t) >= policy.retention) =>
@@ -376,6 +385,12 @@ impl Table {
                 }
             }
         }
+    }
+
+    /// How many registrations are passing and critical.
+    pub fn counts(&self) -> (usize, usize) {
+        let passing = self.entries.values().filter(|e| e.state == HealthState::Passing).count();
+        (passing, self.entries.len() - passing)
     }
 
     /// Every registration, for `GET /services`, ordered by name then URL.

@@ -104,6 +104,7 @@ impl Registry {
             self.inner.client.post(&update_url).timeout(self.inner.config.patch_timeout).json(&patch).send().await;
         match result {
             Ok(r) if r.status().is_success() => {
+                metrics::counter!("gradebook_registry_patches_total", "outcome" => "delivered").increment(1);
                 self.table().delivered(url, generation, &patch);
                 tracing::debug!(%url, added = patch.added.len(), removed = patch.removed.len(), "patch delivered");
                 Delivery::Sent
@@ -114,6 +115,7 @@ impl Registry {
                     Err(e) => crate::http::describe(&e),
                 };
                 tracing::warn!(%url, %why, "patch delivery failed, will retry");
+                metrics::counter!("gradebook_registry_patches_total", "outcome" => "failed").increment(1);
                 // It may still have been applied: what it added counts as possibly held.
                 self.table().delivery_failed(url, generation, &patch);
                 Delivery::Failed
@@ -168,6 +170,13 @@ impl Registry {
                 outcome = probe(&self.inner.client, &heartbeat, timeout) => outcome,
             };
             let outcome = outcome.map(|()| started.elapsed());
+            match &outcome {
+                Ok(latency) => {
+                    metrics::histogram!("gradebook_registry_probe_duration_seconds").record(latency.as_secs_f64());
+                    metrics::counter!("gradebook_registry_probes_total", "outcome" => "ok").increment(1);
+                }
+                Err(_) => metrics::counter!("gradebook_registry_probes_total", "outcome" => "failed").increment(1),
+            }
             let transition = self.table().probe_result(&url, generation, outcome, Instant::now());
             if let Some(t) = transition {
                 let recovered = matches!(t, super::Transition::Recovered { .. });

@@ -75,8 +75,10 @@ impl LogBuffer {
         if q.len() >= self.inner.capacity {
             q.pop_front();
             self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("gradebook_log_ship_dropped_total").increment(1);
         }
         q.push_back((id, record));
+        metrics::gauge!("gradebook_log_ship_buffered").set(q.len() as f64);
         let wake = q.len() >= BATCH;
         drop(q);
         if wake {
@@ -122,6 +124,7 @@ impl LogBuffer {
         while q.front().is_some_and(|(id, _)| *id <= last) {
             q.pop_front();
         }
+        metrics::gauge!("gradebook_log_ship_buffered").set(q.len() as f64);
     }
 
     /// Delivers queued records until `cancel`, then makes a last attempt

@@ -1,0 +1,291 @@
+//! Failure drills across real processes: what a distributed system exists to
+//! survive. Each drill asserts the outcome (who is removed, re-added, told);
+//! how fast is measured by `make bench`.
+
+use std::time::Duration;
+
+use gradebook_tests::process::{Proc, wait_listening};
+use gradebook_tests::{TempDir, TestService, eventually, eventually_async, free_port, postgres_database};
+use serde_json::{Value, json};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// A registry process on a free port.
+async fn registry() -> (Proc, String, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let proc = Proc::start(&["registry", "--addr", &addr], false);
+    wait_listening(&addr, LIMIT).await;
+    (proc, addr.clone(), format!("http://{addr}"))
+}
+
+/// The registry's list (empty while it is unreachable).
+async fn list(registry_url: &str) -> Vec<Value> {
+    match reqwest::get(format!("{registry_url}/services")).await {
+        Ok(r) => r.json().await.unwrap_or_default(),
+        Err(_) => vec![],
+    }
+}
+
+async fn state_of(registry_url: &str, url: &str) -> Option<String> {
+    list(registry_url).await.iter().find(|s| s["ServiceURL"] == url).map(|s| s["State"].as_str().unwrap().to_owned())
+}
+
+fn dependent(registry_url: &str, requires: &[&str]) -> TestService {
+    TestService::spawn(gradebook::runtime::ServiceSpec::new("Dependent", registry_url).requires(requires))
+}
+
+#[tokio::test]
+async fn every_service_serves_prometheus_metrics_of_what_it_did() {
+    let dir = TempDir::new("metrics");
+    let (_registry, _, registry_url) = registry().await;
+    let log_addr = format!("127.0.0.1:{}", free_port());
+    let log_dir = dir.path().join("log").display().to_string();
+    let _log = Proc::start(&["log", "--addr", &log_addr, "--dir", &log_dir, "--registry-url", &registry_url], false);
+    let grading_addr = format!("127.0.0.1:{}", free_port());
+    let db = format!("sqlite://{}/g.db", dir.path().display());
+    let _grading = Proc::start(
+        &["grading", "--addr", &grading_addr, "--database-url", &db, "--registry-url", &registry_url],
+        false,
+    );
+    wait_listening(&grading_addr, LIMIT).await;
+    let mut stub = Proc::start(&["stub", "--name", "Doomed", "--registry-url", &registry_url], true);
+    eventually_async(LIMIT, "the stub is registered", || async { state_of(&registry_url, &stub.url).await.is_some() })
+        .await;
+
+    let r = reqwest::Client::new()
+        .post(format!("http://{grading_addr}/students/1/grades"))
+        .json(&json!({"Title": "Metered", "Type": "Quiz", "Score": 50}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    stub.kill9();
+    eventually_async(LIMIT, "the stub is removed", || async {
+        state_of(&registry_url, &stub.url).await.as_deref() == Some("critical")
+    })
+    .await;
+
+    let metrics =
+        |base: String| async move { reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap() };
+    for name in [
+        "gradebook_registry_services{state=\"passing\"}",
+        "gradebook_registry_removals_total{via=\"session\"} 1",
+        "gradebook_registry_detection_seconds_bucket",
+        "gradebook_registry_probe_duration_seconds_bucket",
+        "gradebook_registry_patches_total{outcome=\"delivered\"}",
+        "http_requests_total{method=\"POST\",route=\"/services\",status=\"200\"}",
+    ] {
+        // Probes run on their own schedule: the first may still be due.
+        eventually_async(LIMIT, &format!("the registry reports {name}"), || async {
+            metrics(registry_url.clone()).await.contains(name)
+        })
+        .await;
+    }
+    let grading_metrics = metrics(format!("http://{grading_addr}")).await;
+    assert!(grading_metrics.contains("gradebook_grades_written_total 1"), "{grading_metrics}");
+    assert!(grading_metrics.contains(
+        "http_request_duration_seconds_bucket{method=\"POST\",route=\"/students/{id}/grades\",status=\"201\""
+    ));
+    eventually_async(LIMIT, "the log service counts what it ingested", || async {
+        metrics(format!("http://{log_addr}")).await.lines().any(|l| {
+            l.starts_with("gradebook_log_records_ingested_total ")
+                && l.split(' ').nth(1).and_then(|n| n.parse::<f64>().ok()).is_some_and(|n| n > 0.0)
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stopped_service_is_removed_while_another_failure_is_still_detected_and_comes_back_on_cont() {
+    let (_registry, _, registry_url) = registry().await;
+    let watcher = dependent(&registry_url, &["Frozen", "Crashed"]);
+    let frozen = Proc::start(&["stub", "--name", "Frozen", "--registry-url", &registry_url, "--no-session"], true);
+    let mut crashed =
+        Proc::start(&["stub", "--name", "Crashed", "--registry-url", &registry_url, "--no-session"], true);
+    eventually(LIMIT, "both known", || watcher.providers("Frozen").len() + watcher.providers("Crashed").len() == 2)
+        .await;
+
+    frozen.signal("STOP");
+    crashed.kill9();
+
+    eventually(LIMIT, "the crash is detected though a probe hangs", || watcher.providers("Crashed").is_empty()).await;
+    eventually(LIMIT, "the frozen one is removed", || watcher.providers("Frozen").is_empty()).await;
+    frozen.signal("CONT");
+    eventually(LIMIT, "it is re-added once it answers again", || {
+        watcher.providers("Frozen") == vec![frozen.url.clone()]
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_and_tells_dependents() {
+    let (_registry, _, registry_url) = registry().await;
+    let watcher = dependent(&registry_url, &["Worker"]);
+    let mut worker = Proc::start(&["stub", "--name", "Worker", "--registry-url", &registry_url], true);
+    eventually(LIMIT, "known", || watcher.providers("Worker").len() == 1).await;
+    let slow = tokio::spawn(reqwest::get(format!("{}/slow?ms=700", worker.url)));
+    tokio::time::sleep(Duration::from_millis(100)).await; // the request is in flight
+
+    worker.signal("TERM");
+
+    eventually(LIMIT, "dependents told at once", || watcher.providers("Worker").is_empty()).await;
+    let answer = slow.await.unwrap().expect("the in-flight request is answered");
+    assert_eq!(answer.text().await.unwrap(), "done");
+    let status = worker.wait_exit(LIMIT).expect("exits once drained");
+    assert!(status.success());
+    assert!(state_of(&registry_url, &worker.url).await.is_none(), "deregistered");
+}
+
+#[tokio::test]
+async fn the_registry_killed_and_restarted_under_load_gets_everyone_back() {
+    let (mut registry, registry_addr, registry_url) = registry().await;
+    let watcher = dependent(&registry_url, &["Worker"]);
+    let worker = Proc::start(&["stub", "--name", "Worker", "--registry-url", &registry_url], true);
+    eventually(LIMIT, "known", || watcher.providers("Worker").len() == 1).await;
+    // Load on the worker through discovery while the registry is away.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let load = {
+        let (rt, stop) = (watcher.runtime.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0, 0);
+            while !stop.is_cancelled() {
+                match rt.call("Worker", |c, base| c.get(format!("{base}/providers"))).await {
+                    Ok(r) if r.status().is_success() => ok += 1,
+                    _ => failed += 1,
+                }
+            }
+            (ok, failed)
+        })
+    };
+
+    registry.kill9();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _registry = Proc::start(&["registry", "--addr", &registry_addr], false);
+
+    eventually_async(Duration::from_secs(3) + LIMIT, "every service registered again", || async {
+        let names: Vec<String> =
+            list(&registry_url).await.iter().map(|s| s["ServiceName"].as_str().unwrap().to_owned()).collect();
+        names.contains(&"Worker".to_owned()) && names.contains(&"Dependent".to_owned())
+    })
+    .await;
+    stop.cancel();
+    let (ok, failed) = load.await.unwrap();
+    assert!(ok > 0 && failed == 0, "calls kept working throughout: {ok} ok, {failed} failed");
+    assert_eq!(watcher.providers("Worker"), vec![worker.url.clone()]);
+}
+
+#[tokio::test]
+async fn a_log_service_down_for_ten_seconds_loses_nothing_and_keeps_order() {
+    let dir = TempDir::new("drill-log");
+    let (_registry, _, registry_url) = registry().await;
+    let log_addr = format!("127.0.0.1:{}", free_port());
+    let log_dir = dir.path().join("log").display().to_string();
+    let log_args = ["log", "--addr", &log_addr, "--dir", &log_dir, "--registry-url", &registry_url];
+    let mut log = Proc::start(&log_args, false);
+    let grading_addr = format!("127.0.0.1:{}", free_port());
+    let db = format!("sqlite://{}/g.db", dir.path().display());
+    let _grading = Proc::start(
+        &["grading", "--addr", &grading_addr, "--database-url", &db, "--registry-url", &registry_url],
+        false,
+    );
+    wait_listening(&grading_addr, LIMIT).await;
+    let client = reqwest::Client::new();
+    let post = |i: usize| {
+        let client = client.clone();
+        let url = format!("http://{grading_addr}/students/2/grades");
+        async move {
+            let r = client
+                .post(url)
+                .json(&json!({"Title": format!("Drill {i}"), "Type": "Quiz", "Score": 1}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+        }
+    };
+    let log_url = format!("http://{log_addr}");
+    let drill_lines = || async {
+        let url = format!("{log_url}/log?service=GradingService&contains=grade%20added&limit=1000");
+        let found: Vec<Value> = match reqwest::get(url).await {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => vec![], // restarting
+        };
+        found.iter().filter_map(|r| r["fields"]["title"].as_str().map(str::to_owned)).collect::<Vec<_>>()
+    };
+    post(0).await;
+    eventually_async(LIMIT, "grading's logs flow", || async { drill_lines().await.len() == 1 }).await;
+
+    log.signal("TERM");
+    log.wait_exit(LIMIT).expect("the log service stops");
+    let outage = tokio::time::Instant::now();
+    let mut i = 1;
+    while outage.elapsed() < Duration::from_secs(10) {
+        post(i).await;
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _log = Proc::start(&log_args, false);
+
+    let expected: Vec<String> = (0..i).map(|n| format!("Drill {n}")).collect();
+    eventually_async(Duration::from_secs(15), "every line arrives", || async {
+        drill_lines().await.len() == expected.len()
+    })
+    .await;
+    assert_eq!(drill_lines().await, expected, "nothing lost, order kept");
+}
+
+#[tokio::test]
+async fn killing_one_of_two_grading_instances_under_load_fails_no_page_after_detection() {
+    let Some(db) = postgres_database("drill").await else { return };
+    let (_registry, _, registry_url) = registry().await;
+    let a_addr = format!("127.0.0.1:{}", free_port());
+    let b_addr = format!("127.0.0.1:{}", free_port());
+    let grading = |addr: &str| {
+        Proc::start(&["grading", "--addr", addr, "--database-url", &db, "--registry-url", &registry_url], false)
+    };
+    let mut a = grading(&a_addr);
+    let _b = grading(&b_addr);
+    let portal = dependent(&registry_url, &["GradingService"]);
+    eventually(LIMIT, "both instances known", || portal.providers("GradingService").len() == 2).await;
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let killed_at = std::sync::Arc::new(std::sync::OnceLock::<tokio::time::Instant>::new());
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (rt, stop, killed_at) = (portal.runtime.clone(), stop.clone(), killed_at.clone());
+            tokio::spawn(async move {
+                let (mut total, mut failed, mut failed_late) = (0u32, 0u32, 0u32);
+                while !stop.is_cancelled() {
+                    let ok = rt
+                        .call("GradingService", |c, base| c.get(format!("{base}/students")))
+                        .await
+                        .is_ok_and(|r| r.status().is_success());
+                    total += 1;
+                    if !ok {
+                        failed += 1;
+                        // Well after the kill the registry has told us.
+                        if killed_at.get().is_some_and(|t| t.elapsed() > Duration::from_secs(2)) {
+                            failed_late += 1;
+                        }
+                    }
+                }
+                (total, failed, failed_late)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.kill9();
+    let _ = killed_at.set(tokio::time::Instant::now());
+    eventually(LIMIT, "the portal is told", || portal.providers("GradingService") == vec![format!("http://{b_addr}")])
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.cancel();
+    let (mut total, mut failed, mut late) = (0, 0, 0);
+    for w in workers {
+        let (t, f, l) = w.await.unwrap();
+        (total, failed, late) = (total + t, failed + f, late + l);
+    }
+    assert!(total > 100, "the load ran: {total}");
+    assert!((failed as f64) < total as f64 * 0.01, "{failed} of {total} failed");
+    assert_eq!(late, 0, "no failure after detection");
+}
