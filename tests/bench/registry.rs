@@ -52,6 +52,32 @@ pub async fn run() -> Vec<Row> {
         rows.push(row(format!("kill -9 → all {DEPENDENTS} dependents updated, {how}"), percentiles(&mut samples)));
     }
 
+    // A hung service (SIGSTOP: accepts connections, never answers) and a
+    // graceful stop (SIGTERM: deregisters), each until every dependent knows.
+    for (signal, what, trials) in
+        [("STOP", "SIGSTOP (hung) → all dependents updated", 6), ("TERM", "SIGTERM → all dependents updated", TRIALS)]
+    {
+        let mut samples = vec![];
+        for _ in 0..trials {
+            let target = Proc::start(&["stub", "--name", "Target", "--registry-url", &url], true);
+            eventually(Duration::from_secs(5), "every dependent knows the target", || {
+                dependents.iter().all(|d| d.providers("Target") == vec![target.url.clone()])
+            })
+            .await;
+            tokio::time::sleep(Duration::from_millis(rand_ms(500))).await;
+            let sent = Instant::now();
+            target.signal(signal);
+            while dependents.iter().any(|d| !d.providers("Target").is_empty()) {
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+            samples.push(sent.elapsed());
+            if signal == "STOP" {
+                target.signal("CONT");
+            }
+        }
+        rows.push(row(what, percentiles(&mut samples)));
+    }
+
     // Registration → patch at a dependent.
     let dependent = PlainService::start("Watcher").await;
     dependent.register(&url, json!(["Fresh"])).await;
