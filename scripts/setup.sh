@@ -37,6 +37,8 @@ cargo_tool() { # cargo_tool BIN VERSION CRATE [install flags...]
 }
 
 backend() {
+  # wrk for benchmarks, iproute2 and curl for the cross-host drill.
+  apt_install wrk iproute2 curl
   # PostgreSQL (server binaries) for the persistence tests; sqlite needs nothing.
   if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
     apt_install postgresql

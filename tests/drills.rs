@@ -289,3 +289,114 @@ async fn killing_one_of_two_grading_instances_under_load_fails_no_page_after_det
     assert!((failed as f64) < total as f64 * 0.01, "{failed} of {total} failed");
     assert_eq!(late, 0, "no failure after detection");
 }
+
+/// Two hosts joined by a veth pair: network namespaces of our own, with
+/// addresses only they use; removed on drop.
+struct Hosts {
+    a: String,
+    b: String,
+    a_ip: String,
+    b_ip: String,
+}
+
+fn ip(args: &[&str]) -> bool {
+    std::process::Command::new("ip").args(args).stderr(std::process::Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+impl Hosts {
+    /// None where namespaces cannot be made (not root, no `ip`).
+    fn new() -> Option<Self> {
+        let id = std::process::id() % 200 + 20;
+        let (a, b) = (format!("gb-a-{id}"), format!("gb-b-{id}"));
+        let (va, vb) = (format!("gbva{id}"), format!("gbvb{id}"));
+        let (a_ip, b_ip) = (format!("10.231.{id}.1"), format!("10.231.{id}.2"));
+        // Left over by an interrupted run with the same id.
+        ip(&["netns", "del", &a]);
+        ip(&["netns", "del", &b]);
+        if !ip(&["netns", "add", &a]) {
+            return None;
+        }
+        let hosts = Hosts { a: a.clone(), b: b.clone(), a_ip: a_ip.clone(), b_ip: b_ip.clone() };
+        let ok = ip(&["netns", "add", &b])
+            && ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb])
+            && ip(&["link", "set", &va, "netns", &a])
+            && ip(&["link", "set", &vb, "netns", &b])
+            && ip(&["-n", &a, "addr", "add", &format!("{a_ip}/24"), "dev", &va])
+            && ip(&["-n", &b, "addr", "add", &format!("{b_ip}/24"), "dev", &vb])
+            && ["lo", va.as_str()].iter().all(|d| ip(&["-n", &a, "link", "set", d, "up"]))
+            && ["lo", vb.as_str()].iter().all(|d| ip(&["-n", &b, "link", "set", d, "up"]));
+        ok.then_some(hosts)
+    }
+
+    /// Takes host b's end of the link down (or up again).
+    fn link_b(&self, up: bool) {
+        let dev = format!("gbvb{}", self.b.trim_start_matches("gb-b-"));
+        assert!(ip(&["-n", &self.b, "link", "set", &dev, if up { "up" } else { "down" }]));
+    }
+
+    /// `GET url` from inside host a.
+    fn get_from_a(&self, url: &str) -> Option<Value> {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.a, "curl", "-s", "--max-time", "2", url])
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        ip(&["netns", "del", &self.a]);
+        ip(&["netns", "del", &self.b]);
+    }
+}
+
+#[tokio::test]
+async fn across_hosts_a_cut_link_is_detected_like_a_crash_and_restoring_it_heals() {
+    let Some(hosts) = Hosts::new() else {
+        eprintln!("skipped: cannot create network namespaces here (needs root and iproute2)");
+        return;
+    };
+    let registry_url = format!("http://{}:3000", hosts.a_ip);
+    let _registry = Proc::start_in(&hosts.a, &["registry", "--addr", &format!("{}:3000", hosts.a_ip)], false);
+    let any_port = |ip: &str| format!("{ip}:0");
+    let watcher = Proc::start_in(
+        &hosts.a,
+        &[
+            "stub",
+            "--name",
+            "Watcher",
+            "--requires",
+            "Worker",
+            "--registry-url",
+            &registry_url,
+            "--addr",
+            &any_port(&hosts.a_ip),
+        ],
+        true,
+    );
+    let worker = Proc::start_in(
+        &hosts.b,
+        &["stub", "--name", "Worker", "--registry-url", &registry_url, "--addr", &any_port(&hosts.b_ip)],
+        true,
+    );
+    assert!(worker.url.starts_with(&format!("http://{}:", hosts.b_ip)), "registered by its own host's address");
+    let watched = || {
+        hosts
+            .get_from_a(&format!("{}/providers", watcher.url))
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter(|p| p["Name"] == "Worker")
+            .filter_map(|p| p["URL"].as_str().map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    eventually(LIMIT, "the watcher on host a knows the worker on host b", || watched() == vec![worker.url.clone()])
+        .await;
+
+    hosts.link_b(false);
+    eventually(LIMIT, "the cut is detected and the watcher told", || watched().is_empty()).await;
+
+    hosts.link_b(true);
+    eventually(LIMIT, "the worker is re-added once reachable", || watched() == vec![worker.url.clone()]).await;
+}

@@ -39,9 +39,30 @@ pub async fn run() -> Vec<Row> {
         assert!(tokio::time::Instant::now() < deadline, "the portal never reached grading");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let pids = [("registry", _registry.child.id()), ("grading", _grading.child.id()), ("portal", _portal.0.id())];
+    let rss = |pids: &[(&str, u32)]| {
+        pids.iter().map(|(n, p)| format!("{n} {:.0} MB", crate::rss_mb(*p))).collect::<Vec<_>>().join(", ")
+    };
+    rows.push(row("RSS idle", rss(&pids)));
     let grading_rate = wrk(&format!("http://{grading}/students"), None);
     rows.push(row("grading GET /students (same run)", grading_rate.to_string()));
-    let page = wrk(&format!("http://{portal}/students"), None);
+    // Under load: sampled while wrk drives the portal (and through it grading).
+    let peak = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sampling = tokio::spawn({
+        let peak = peak.clone();
+        async move {
+            tokio::time::sleep(crate::load::DURATION / 2).await;
+            *peak.lock().unwrap() = rss(&pids);
+        }
+    });
+    let page = tokio::task::spawn_blocking({
+        let url = format!("http://{portal}/students");
+        move || wrk(&url, None)
+    })
+    .await
+    .unwrap();
+    let _ = sampling.await;
+    rows.push(row("RSS under load (portal pages)", peak.lock().unwrap().clone()));
     rows.push(row(
         "portal GET /students (server-rendered, via discovery)",
         format!("{page}, {:.2} of grading's rate", page.rps / grading_rate.rps),

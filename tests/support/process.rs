@@ -26,7 +26,18 @@ impl Proc {
     /// Starts `gradebook ARGS...`; when it prints "listening on URL", that
     /// URL is kept (otherwise `url` is empty).
     pub fn start(args: &[&str], wait_for_url: bool) -> Proc {
-        let mut child = Command::new(binary())
+        Self::start_with(Command::new(binary()), args, wait_for_url)
+    }
+
+    /// Like [`Proc::start`], inside the network namespace `netns`.
+    pub fn start_in(netns: &str, args: &[&str], wait_for_url: bool) -> Proc {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", netns]).arg(binary());
+        Self::start_with(command, args, wait_for_url)
+    }
+
+    fn start_with(mut command: Command, args: &[&str], wait_for_url: bool) -> Proc {
+        let mut child = command
             .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
