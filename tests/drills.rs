@@ -30,6 +30,15 @@ async fn state_of(registry_url: &str, url: &str) -> Option<String> {
     list(registry_url).await.iter().find(|s| s["ServiceURL"] == url).map(|s| s["State"].as_str().unwrap().to_owned())
 }
 
+/// A grading process on SQLite in `dir`, listening; returns it and its address.
+async fn grading(dir: &TempDir, registry_url: &str) -> (Proc, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let db = format!("sqlite://{}/g.db", dir.path().display());
+    let proc = Proc::start(&["grading", "--addr", &addr, "--database-url", &db, "--registry-url", registry_url], false);
+    wait_listening(&addr, LIMIT).await;
+    (proc, addr)
+}
+
 fn dependent(registry_url: &str, requires: &[&str]) -> TestService {
     TestService::spawn(gradebook::runtime::ServiceSpec::new("Dependent", registry_url).requires(requires))
 }
@@ -41,13 +50,7 @@ async fn every_service_serves_prometheus_metrics_of_what_it_did() {
     let log_addr = format!("127.0.0.1:{}", free_port());
     let log_dir = dir.path().join("log").display().to_string();
     let _log = Proc::start(&["log", "--addr", &log_addr, "--dir", &log_dir, "--registry-url", &registry_url], false);
-    let grading_addr = format!("127.0.0.1:{}", free_port());
-    let db = format!("sqlite://{}/g.db", dir.path().display());
-    let _grading = Proc::start(
-        &["grading", "--addr", &grading_addr, "--database-url", &db, "--registry-url", &registry_url],
-        false,
-    );
-    wait_listening(&grading_addr, LIMIT).await;
+    let (_grading, grading_addr) = grading(&dir, &registry_url).await;
     let mut stub = Proc::start(&["stub", "--name", "Doomed", "--registry-url", &registry_url], true);
     eventually_async(LIMIT, "the stub is registered", || async { state_of(&registry_url, &stub.url).await.is_some() })
         .await;
@@ -182,13 +185,7 @@ async fn a_log_service_down_for_ten_seconds_loses_nothing_and_keeps_order() {
     let log_dir = dir.path().join("log").display().to_string();
     let log_args = ["log", "--addr", &log_addr, "--dir", &log_dir, "--registry-url", &registry_url];
     let mut log = Proc::start(&log_args, false);
-    let grading_addr = format!("127.0.0.1:{}", free_port());
-    let db = format!("sqlite://{}/g.db", dir.path().display());
-    let _grading = Proc::start(
-        &["grading", "--addr", &grading_addr, "--database-url", &db, "--registry-url", &registry_url],
-        false,
-    );
-    wait_listening(&grading_addr, LIMIT).await;
+    let (_grading, grading_addr) = grading(&dir, &registry_url).await;
     let client = reqwest::Client::new();
     let post = |i: usize| {
         let client = client.clone();

@@ -57,22 +57,18 @@ pub fn row(what: impl Into<String>, figure: impl Into<String>) -> Row {
 async fn main() {
     let wanted: Vec<String> = std::env::args().skip(1).collect();
     let all = wanted.is_empty();
+    let sections: [(&str, fn() -> futures::future::BoxFuture<'static, Vec<Row>>); 4] = [
+        ("registry", || Box::pin(registry::run())),
+        ("log", || Box::pin(log::run())),
+        ("grading", || Box::pin(grading::run())),
+        ("portal", || Box::pin(portal::run())),
+    ];
     let mut rows = vec![];
-    if all || wanted.iter().any(|w| w == "registry") {
-        eprintln!("registry …");
-        rows.extend(registry::run().await);
-    }
-    if all || wanted.iter().any(|w| w == "log") {
-        eprintln!("log …");
-        rows.extend(log::run().await);
-    }
-    if all || wanted.iter().any(|w| w == "grading") {
-        eprintln!("grading …");
-        rows.extend(grading::run().await);
-    }
-    if all || wanted.iter().any(|w| w == "portal") {
-        eprintln!("portal …");
-        rows.extend(portal::run().await);
+    for (name, run) in sections {
+        if all || wanted.iter().any(|w| w == name) {
+            eprintln!("{name} …");
+            rows.extend(run().await);
+        }
     }
     let width = rows.iter().map(|r| r.what.len()).max().unwrap_or(0);
     println!("\n| {:width$} | figure |\n|{}|--------|", "measure", "-".repeat(width + 2));
