@@ -50,6 +50,7 @@ async fn every_service_serves_prometheus_metrics_of_what_it_did() {
     let log_addr = format!("127.0.0.1:{}", free_port());
     let log_dir = dir.path().join("log").display().to_string();
     let _log = Proc::start(&["log", "--addr", &log_addr, "--dir", &log_dir, "--registry-url", &registry_url], false);
+    wait_listening(&log_addr, LIMIT).await;
     let (_grading, grading_addr) = grading(&dir, &registry_url).await;
     let mut stub = Proc::start(&["stub", "--name", "Doomed", "--registry-url", &registry_url], true);
     eventually_async(LIMIT, "the stub is registered", || async { state_of(&registry_url, &stub.url).await.is_some() })

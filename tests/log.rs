@@ -42,6 +42,7 @@ async fn lines_from_the_registry_and_a_service_reach_the_log_file_and_queries() 
     let log_addr = format!("127.0.0.1:{}", free_port());
     let dir_arg = dir.path().to_str().unwrap().to_owned();
     let _log = Proc::start(&["log", "--addr", &log_addr, "--dir", &dir_arg, "--registry-url", &registry_url], false);
+    wait_listening(&log_addr, LIMIT).await;
     let log = format!("http://{log_addr}");
     let mut stub = Proc::start(&["stub", "--name", "Worker", "--registry-url", &registry_url], true);
 
