@@ -125,13 +125,22 @@ async fn json_errors(response: Response) -> Response {
 /// The outbound client shared by a process: pooled connections, and no call
 /// without a deadline.
 pub fn client(timeout: Duration) -> reqwest::Client {
+    builder(timeout.min(Duration::from_secs(2))).timeout(timeout).build().expect(BUILDS)
+}
+
+/// A client without an overall deadline, for calls that stream or that set
+/// their own per request; connecting is still bounded.
+pub fn open_ended_client(connect_timeout: Duration) -> reqwest::Client {
+    builder(connect_timeout).build().expect(BUILDS)
+}
+
+const BUILDS: &str = "a reqwest client with only timeouts set always builds";
+
+fn builder(connect_timeout: Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(2)))
+        .connect_timeout(connect_timeout)
         .pool_idle_timeout(Duration::from_secs(30))
         .tcp_nodelay(true)
-        .build()
-        .expect("a reqwest client with only timeouts set always builds")
 }
 
 /// A short, stable description of why an outbound call failed.

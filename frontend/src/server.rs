@@ -53,10 +53,7 @@ fn human(service: &str) -> &str {
 
 impl Backends {
     pub fn new(runtime: Runtime, registry_url: String) -> Self {
-        let stream_client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .build()
-            .expect("a reqwest client with only timeouts set always builds");
+        let stream_client = gradebook::http::open_ended_client(Duration::from_secs(2));
         Self { runtime, registry_url: registry_url.trim_end_matches('/').to_owned(), stream_client }
     }
 

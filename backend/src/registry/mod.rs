@@ -75,12 +75,8 @@ struct Inner {
 impl Registry {
     /// A registry whose background tasks stop when `shutdown` is cancelled.
     pub fn new(config: Config, shutdown: CancellationToken) -> Self {
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.policy.timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .tcp_nodelay(true)
-            .build()
-            .expect("a reqwest client with only timeouts set always builds");
+        // Every probe and patch sets its own deadline.
+        let client = crate::http::open_ended_client(config.policy.timeout);
         let table = Table::new(config.policy.clone(), Instant::now());
         let registry = Self {
             inner: Arc::new(Inner {

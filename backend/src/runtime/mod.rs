@@ -113,11 +113,7 @@ impl Runtime {
             format!("http://{addr}")
         });
         let url = url.trim_end_matches('/').to_owned();
-        let session_client = reqwest::Client::builder()
-            .connect_timeout(spec.call_timeout)
-            .tcp_nodelay(true)
-            .build()
-            .expect("a reqwest client with only timeouts set always builds");
+        let session_client = crate::http::open_ended_client(spec.call_timeout);
         Self {
             inner: Arc::new(Inner {
                 client: crate::http::client(spec.call_timeout),
