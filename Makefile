@@ -26,9 +26,10 @@ release:
 	cargo build --release --bin gradebook
 	trunk build --release --offline
 
-# The portal in a real browser, against the release builds.
+# The portal in a real browser against the release builds, and the drill of
+# killing one of two grading instances (PostgreSQL) under page load.
 test-browser:
-	node --test --test-concurrency=1 tests/browser/
+	scripts/with-postgres.sh node --test --test-concurrency=1 tests/browser/
 
 bench: setup release
 	cargo build --release -p gradebook-tests --bins
