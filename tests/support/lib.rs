@@ -67,9 +67,10 @@ impl Isolated {
                     _ = crash_rx => {}
                 }
             });
-            // Dropping the runtime drops every task and closes every socket,
-            // as the kernel does for a killed process.
-            rt.shutdown_background();
+            // Shutting the runtime down drops every task and closes every
+            // socket, as the kernel does for a killed process; waiting for it
+            // lets the address be bound again at once.
+            rt.shutdown_timeout(std::time::Duration::from_secs(5));
         });
         let addr = addr_rx.recv().expect("the server thread binds its listener");
         (Self { shutdown, crash: Some(crash_tx), thread: Some(thread) }, addr)

@@ -249,11 +249,9 @@ pub fn router(registry: Registry) -> Router {
 pub async fn serve(listener: TcpListener, registry: Registry, shutdown: CancellationToken) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "registry listening");
-    let server = tokio::spawn(
-        axum::serve(listener, router(registry.clone()))
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .into_future(),
-    );
+    let serving = axum::serve(listener, router(registry.clone()))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .into_future();
     let url = format!("http://{addr}");
     let me = Registration {
         service_name: gradebook_shared::names::REGISTRY.to_owned(),
@@ -263,10 +261,15 @@ pub async fn serve(listener: TcpListener, registry: Registry, shutdown: Cancella
         heartbeat_url: format!("{url}/healthz"),
         known_providers: vec![],
     };
-    if let Err(e) = registry.register(me).await {
-        tracing::warn!(error = %e, "cannot list the registry itself");
-    }
-    server.await.map_err(std::io::Error::other)?
+    // In the same task as the server, so the listener lives exactly as long
+    // as this future.
+    let list_myself = async {
+        if let Err(e) = registry.register(me).await {
+            tracing::warn!(error = %e, "cannot list the registry itself");
+        }
+    };
+    let (served, ()) = tokio::join!(serving, list_myself);
+    served
 }
 
 fn authorize(registry: &Registry, headers: &HeaderMap) -> Result<(), RegistryError> {
