@@ -85,10 +85,6 @@ impl Grading {
         Self { db, cache }
     }
 
-    pub fn db(&self) -> &Db {
-        &self.db
-    }
-
     fn wrote(&self) {
         if let Some(c) = &self.cache {
             c.invalidate();
