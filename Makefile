@@ -6,6 +6,10 @@
 # wasm-opt (and Playwright) from npm's packages: Debian's binaryen breaks hydration.
 export PATH := $(CURDIR)/tools/node_modules/.bin:$(PATH)
 
+# A hung test must fail the run, not eat CI's whole time: each test step has
+# a deadline (compiling included) well above its normal length.
+DEADLINE := timeout --kill-after=30s
+
 up: setup release
 	target/release/gradebook up
 
@@ -16,8 +20,8 @@ setup:
 
 # Unit and system tests in Rust, beside a throwaway PostgreSQL.
 test-rust:
-	scripts/with-postgres.sh cargo test --workspace --exclude gradebook-frontend --no-fail-fast
-	cargo test -p gradebook-frontend --features ssr
+	$(DEADLINE) 30m scripts/with-postgres.sh cargo test --workspace --exclude gradebook-frontend --no-fail-fast
+	$(DEADLINE) 15m cargo test -p gradebook-frontend --features ssr
 
 # The release builds: the portal (server + hydrating wasm) with cargo leptos,
 # the services, and the client-only app with trunk.
@@ -29,7 +33,7 @@ release:
 # The portal in a real browser against the release builds, and the drill of
 # killing one of two grading instances (PostgreSQL) under page load.
 test-browser:
-	scripts/with-postgres.sh node --test --test-concurrency=1 tests/browser/
+	$(DEADLINE) 15m scripts/with-postgres.sh node --test --test-concurrency=1 tests/browser/
 
 bench: setup release
 	cargo build --release -p gradebook-tests --bins

@@ -3,6 +3,7 @@
 //! connections, deadlines, failover), takes the no-JavaScript form post, and
 //! registers as `Portal`.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::extract::{Path, RawQuery, State};
@@ -18,7 +19,7 @@ use gradebook_shared::log::LogRecord;
 use gradebook_shared::names;
 use gradebook_shared::registry::ServiceStatus;
 use leptos::prelude::*;
-use leptos_axum::{LeptosRoutes, generate_route_list};
+use leptos_axum::{AxumRouteListing, LeptosRoutes, generate_route_list};
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -200,6 +201,15 @@ async fn form_add_grade(
     }
 }
 
+/// The app's routes, generated once per process. Generating renders the app
+/// with resource loading switched off by a process-wide flag (leptos#4773):
+/// any page whose data starts loading meanwhile would wait forever. Once per
+/// process, before the first router exists, no page can be rendering yet.
+fn route_list() -> Vec<AxumRouteListing> {
+    static ROUTES: OnceLock<Vec<AxumRouteListing>> = OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
+}
+
 /// The whole portal: API, form handler, pages and the site's static files.
 pub fn router(options: LeptosOptions, backends: Backends) -> Router {
     let api = Router::new()
@@ -212,11 +222,10 @@ pub fn router(options: LeptosOptions, backends: Backends) -> Router {
         .route("/students/{id}/grades", post(form_add_grade))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(backends.clone());
-    let routes = generate_route_list(App);
     let pages = Router::new()
         .leptos_routes_with_context(
             &options,
-            routes,
+            route_list(),
             {
                 let backends = backends.clone();
                 move || provide_context(backends.clone())
