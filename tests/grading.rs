@@ -196,6 +196,34 @@ async fn students_can_be_added_and_mistaken_grades_removed() {
     assert!(ada_now.grades.is_empty());
 }
 
+/// GETs `path` with `If-None-Match: tag` (when given): the status and the ETag.
+async fn revalidate(api: &Api, path: &str, tag: Option<&str>) -> (u16, String) {
+    let mut get = api.client.get(format!("{}{path}", api.base));
+    if let Some(tag) = tag {
+        get = get.header("if-none-match", tag);
+    }
+    let r = get.send().await.unwrap();
+    let etag = r.headers().get("etag").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (r.status().as_u16(), etag)
+}
+
+#[tokio::test]
+async fn reads_carry_an_etag_that_answers_304_until_a_write_changes_the_data() {
+    let app = spawn_app().await;
+    for path in ["/students", "/students/2"] {
+        let (status, tag) = revalidate(&app.api, path, None).await;
+        assert_eq!((status, tag.starts_with('"')), (200, true), "{path}: {tag}");
+        assert_eq!(revalidate(&app.api, path, Some(&tag)).await, (304, tag.clone()), "{path}");
+
+        let r = app.api.add_grade(2, json!({"Title": "Retake", "Type": "Test", "Score": 91})).await;
+        assert_eq!(r.status(), 201);
+
+        let (status, new_tag) = revalidate(&app.api, path, Some(&tag)).await;
+        assert_eq!(status, 200, "{path}: a write makes the old tag stale");
+        assert_ne!(new_tag, tag);
+    }
+}
+
 /// Runs the grading binary with `database_url`, posts a grade, kills it with
 /// SIGKILL right after the 201 and checks the grade after a restart.
 async fn a_201_survives_kill_9(database_url: &str) {

@@ -6,6 +6,8 @@
 
 pub mod api;
 pub mod app;
+#[cfg(feature = "ssr")]
+mod page_cache;
 mod pages;
 #[cfg(feature = "ssr")]
 pub mod server;

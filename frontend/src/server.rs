@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiError, encode};
 use crate::app::{App, shell};
+use crate::page_cache::{self, PageCache};
 
 /// What the portal talks to. Cheap to clone.
 #[derive(Clone)]
@@ -35,6 +36,7 @@ pub struct Backends {
     /// For the live log tail: no overall deadline (it streams), only a
     /// connect deadline.
     stream_client: reqwest::Client,
+    pub(crate) pages: PageCache,
 }
 
 impl IntoResponse for ApiError {
@@ -44,7 +46,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn human(service: &str) -> &str {
+pub(crate) fn human(service: &str) -> &str {
     match service {
         names::GRADING => "grading service",
         names::LOG => "log service",
@@ -55,7 +57,12 @@ fn human(service: &str) -> &str {
 impl Backends {
     pub fn new(runtime: Runtime, registry_url: String) -> Self {
         let stream_client = gradebook::http::open_ended_client(Duration::from_secs(2));
-        Self { runtime, registry_url: registry_url.trim_end_matches('/').to_owned(), stream_client }
+        Self {
+            runtime,
+            registry_url: registry_url.trim_end_matches('/').to_owned(),
+            stream_client,
+            pages: PageCache::default(),
+        }
     }
 
     /// Sends a request to a provider of `service` and reads its JSON answer;
@@ -79,9 +86,7 @@ impl Backends {
     }
 
     pub async fn student(&self, id: i64) -> Result<Student, ApiError> {
-        self.call(names::GRADING, |c, base| c.get(format!("{base}/students/{id}"))).await.map_err(|e| {
-            if e.status == 404 { ApiError::new(404, format!("There is no student with ID {id}.")) } else { e }
-        })
+        self.call(names::GRADING, |c, base| c.get(format!("{base}/students/{id}"))).await.map_err(|e| no_student(id, e))
     }
 
     pub async fn add_grade(&self, id: i64, grade: &serde_json::Value) -> Result<Grade, ApiError> {
@@ -104,18 +109,26 @@ impl Backends {
     }
 }
 
+/// Grading's 404 for a student, said for the portal's readers.
+pub(crate) fn no_student(id: i64, e: ApiError) -> ApiError {
+    if e.status == 404 { ApiError::new(404, format!("There is no student with ID {id}.")) } else { e }
+}
+
 async fn read<T: DeserializeOwned>(response: reqwest::Response, what: &str) -> Result<T, ApiError> {
     let status = response.status();
+    let body = response.bytes().await.map_err(|_| ApiError::unavailable(what))?;
+    interpret(status, &body, what)
+}
+
+/// A service's answer as the portal passes it on: its data, its own 4xx
+/// message, or "unavailable" for anything else.
+pub(crate) fn interpret<T: DeserializeOwned>(status: StatusCode, body: &[u8], what: &str) -> Result<T, ApiError> {
     if status.is_success() {
-        return response
-            .json()
-            .await
+        return serde_json::from_slice(body)
             .map_err(|e| ApiError::new(502, format!("The {what} gave an unreadable answer: {e}")));
     }
     if status.is_client_error() {
-        let body = response
-            .json::<ErrorBody>()
-            .await
+        let body = serde_json::from_slice::<ErrorBody>(body)
             .unwrap_or_else(|_| ErrorBody::new(format!("The {what} answered {status}")));
         return Err(ApiError { status: status.as_u16(), error: body.error, field: body.field });
     }
@@ -236,7 +249,8 @@ pub fn router(options: LeptosOptions, backends: Backends) -> Router {
             },
         )
         .fallback(leptos_axum::file_and_error_handler(shell))
-        .with_state(options);
+        .with_state(options)
+        .layer(axum::middleware::from_fn_with_state(backends, page_cache::serve_cached));
     gradebook::http::finish_api(api, 64 * 1024).merge(pages)
 }
 
@@ -309,6 +323,100 @@ mod tests {
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
         let location = response.headers()["location"].to_str().unwrap();
         assert!(location.starts_with("/students/1?error=") && location.contains("title=Quiz"), "{location}");
+    }
+
+    /// A grading stand-in on a real socket that answers `GET /students`
+    /// with `If-None-Match` the way grading does, and counts its full answers.
+    struct FakeGrading {
+        url: String,
+        last_name: std::sync::Arc<std::sync::Mutex<String>>,
+        full_answers: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        questions: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl FakeGrading {
+        async fn start() -> Self {
+            use std::sync::atomic::Ordering;
+            let last_name = std::sync::Arc::new(std::sync::Mutex::new("Carter".to_owned()));
+            let full_answers = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let questions = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let (name, count, asked) = (last_name.clone(), full_answers.clone(), questions.clone());
+            let app = Router::new().route(
+                "/students",
+                get(move |headers: axum::http::HeaderMap| async move {
+                    asked.fetch_add(1, Ordering::SeqCst);
+                    // Long enough for concurrent page loads to meet here.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let last = name.lock().unwrap().clone();
+                    let etag = format!("\"{last}\"");
+                    if headers.get(header::IF_NONE_MATCH).is_some_and(|v| v == etag.as_str()) {
+                        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+                    }
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let student =
+                        Student { id: 1, first_name: "Nick".into(), last_name: last, grades: vec![], average: None };
+                    ([(header::ETAG, etag)], Json(vec![student])).into_response()
+                }),
+            );
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            Self { url, last_name, full_answers, questions }
+        }
+
+        fn full_answers(&self) -> usize {
+            self.full_answers.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    fn portal_with_grading(grading: &FakeGrading) -> Router {
+        let spec = gradebook::runtime::ServiceSpec::new(names::PORTAL, "http://127.0.0.1:9");
+        let runtime = Runtime::new(spec, "127.0.0.1:5005".parse().unwrap());
+        let entry = gradebook_shared::registry::PatchEntry { name: names::GRADING.into(), url: grading.url.clone() };
+        runtime.providers().merge(&[entry]);
+        let options = LeptosOptions::builder().output_name("gradebook").build();
+        router(options, Backends::new(runtime, "http://127.0.0.1:9".into()))
+    }
+
+    async fn page(portal: &Router, path: &str) -> String {
+        let response = portal.clone().oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        body_text(response).await
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_page_is_served_without_new_data_and_a_changed_one_is_rendered_again() {
+        let grading = FakeGrading::start().await;
+        let portal = portal_with_grading(&grading);
+
+        let first = page(&portal, "/students").await;
+        let second = page(&portal, "/students").await;
+        assert!(first.contains("Carter"), "{first}");
+        assert_eq!(second, first);
+        assert_eq!(grading.full_answers(), 1, "the second load was answered 304 and served as kept");
+
+        *grading.last_name.lock().unwrap() = "Baggio".into();
+        let third = page(&portal, "/students").await;
+        assert!(third.contains("Baggio") && !third.contains("Carter"), "{third}");
+        assert_eq!(grading.full_answers(), 2, "the changed data was fetched once and rendered from");
+    }
+
+    #[tokio::test]
+    async fn page_loads_that_arrive_together_share_the_question_to_grading() {
+        let grading = FakeGrading::start().await;
+        let portal = portal_with_grading(&grading);
+        let first = page(&portal, "/students").await;
+        let asked_before = grading.questions.load(std::sync::atomic::Ordering::SeqCst);
+
+        let loads = (0..20).map(|_| {
+            let portal = portal.clone();
+            tokio::spawn(async move { page(&portal, "/students").await })
+        });
+        let pages = futures::future::join_all(loads).await;
+
+        assert!(pages.into_iter().all(|p| p.unwrap() == first));
+        let asked = grading.questions.load(std::sync::atomic::Ordering::SeqCst) - asked_before;
+        assert!((1..=3).contains(&asked), "20 concurrent loads asked grading {asked} times");
     }
 
     #[tokio::test]

@@ -4,6 +4,9 @@
 //! Reads are served from an in-memory copy of the last answer while nothing
 //! has been written since; with a shared (PostgreSQL) database another
 //! instance may write at any time, so there every read goes to the database.
+//! Every read carries an `ETag` derived from its content (equal on every
+//! instance), and `If-None-Match` gets a bodiless 304: the portal revalidates
+//! its rendered pages that way on every request.
 
 pub mod db;
 
@@ -12,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -69,8 +72,42 @@ pub struct Grading {
 #[derive(Default)]
 struct ReadCache {
     generation: AtomicU64,
-    list: RwLock<Option<(u64, Bytes)>>,
-    students: RwLock<HashMap<i64, (u64, Bytes)>>,
+    list: RwLock<Option<(u64, Answer)>>,
+    students: RwLock<HashMap<i64, (u64, Answer)>>,
+}
+
+/// A read's serialized body and its validator.
+#[derive(Clone)]
+struct Answer {
+    body: Bytes,
+    etag: HeaderValue,
+}
+
+impl Answer {
+    fn new<T: serde::Serialize>(value: &T) -> Self {
+        // Our own types always serialize.
+        let body = Bytes::from(serde_json::to_vec(value).expect("wire types serialize"));
+        // FNV-1a: stable across builds and machines, so every instance gives
+        // the same content the same tag.
+        let hash =
+            body.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+        let etag = HeaderValue::from_str(&format!("\"{hash:016x}\"")).expect("hex is a valid header");
+        Self { body, etag }
+    }
+
+    fn respond(self, request: &HeaderMap) -> Response {
+        let matches = request
+            .get_all(header::IF_NONE_MATCH)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|tag| matches!(tag.trim(), "*") || tag.trim().trim_start_matches("W/") == self.etag);
+        if matches {
+            return (StatusCode::NOT_MODIFIED, [(header::ETAG, self.etag)]).into_response();
+        }
+        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json")), (header::ETAG, self.etag)], self.body)
+            .into_response()
+    }
 }
 
 impl ReadCache {
@@ -117,44 +154,39 @@ pub async fn serve(
     served
 }
 
-fn json_bytes(bytes: Bytes) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
-}
-
-fn to_bytes<T: serde::Serialize>(value: &T) -> Bytes {
-    // Our own types always serialize.
-    Bytes::from(serde_json::to_vec(value).expect("wire types serialize"))
-}
-
-async fn list_students(State(g): State<Grading>) -> Result<Response, GradingError> {
-    let Some(cache) = &g.cache else { return Ok(json_bytes(to_bytes(&g.db.students().await?))) };
+async fn list_students(State(g): State<Grading>, request: HeaderMap) -> Result<Response, GradingError> {
+    let Some(cache) = &g.cache else { return Ok(Answer::new(&g.db.students().await?).respond(&request)) };
     let generation = cache.generation.load(Ordering::SeqCst);
-    if let Some((at, bytes)) = &*cache.list.read().unwrap_or_else(|p| p.into_inner())
+    if let Some((at, answer)) = &*cache.list.read().unwrap_or_else(|p| p.into_inner())
         && *at == generation
     {
-        return Ok(json_bytes(bytes.clone()));
+        return Ok(answer.clone().respond(&request));
     }
-    let bytes = to_bytes(&g.db.students().await?);
-    *cache.list.write().unwrap_or_else(|p| p.into_inner()) = Some((generation, bytes.clone()));
-    Ok(json_bytes(bytes))
+    let answer = Answer::new(&g.db.students().await?);
+    *cache.list.write().unwrap_or_else(|p| p.into_inner()) = Some((generation, answer.clone()));
+    Ok(answer.respond(&request))
 }
 
-async fn get_student(State(g): State<Grading>, Path(id): Path<i64>) -> Result<Response, GradingError> {
+async fn get_student(
+    State(g): State<Grading>,
+    Path(id): Path<i64>,
+    request: HeaderMap,
+) -> Result<Response, GradingError> {
     let generation = g.cache.as_ref().map(|c| c.generation.load(Ordering::SeqCst));
     if let (Some(cache), Some(generation)) = (&g.cache, generation)
-        && let Some((at, bytes)) = cache.students.read().unwrap_or_else(|p| p.into_inner()).get(&id)
+        && let Some((at, answer)) = cache.students.read().unwrap_or_else(|p| p.into_inner()).get(&id)
         && *at == generation
     {
-        return Ok(json_bytes(bytes.clone()));
+        return Ok(answer.clone().respond(&request));
     }
     let student = g.db.student(id).await?.ok_or(GradingError::NoStudent(id))?;
-    let bytes = to_bytes(&student);
+    let answer = Answer::new(&student);
     if let (Some(cache), Some(generation)) = (&g.cache, generation) {
         let mut students = cache.students.write().unwrap_or_else(|p| p.into_inner());
         students.retain(|_, (at, _)| *at == generation);
-        students.insert(id, (generation, bytes.clone()));
+        students.insert(id, (generation, answer.clone()));
     }
-    Ok(json_bytes(bytes))
+    Ok(answer.respond(&request))
 }
 
 async fn add_grade(
