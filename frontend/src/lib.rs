@@ -12,14 +12,21 @@ mod pages;
 #[cfg(feature = "ssr")]
 pub mod server;
 
-/// Entry point of the `hydrate` build, called by the page's script.
+/// Entry point of the `hydrate` build, called by the page's script before it
+/// hydrates the page's islands (the only interactive parts; the rest of each
+/// page stays as the server rendered it).
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
-    // Lets tests (and the curious) see that the client has taken over.
-    if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
-        let _ = body.set_attribute("data-hydrated", "");
-    }
+    // Sets up the executor and the root owner the islands hydrate under.
+    leptos::mount::hydrate_islands();
+    // The script hydrates the islands right after this returns, within the
+    // same task; a timer lets tests (and the curious) see when that is done.
+    gloo_timers::callback::Timeout::new(0, || {
+        if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
+            let _ = body.set_attribute("data-hydrated", "");
+        }
+    })
+    .forget();
 }

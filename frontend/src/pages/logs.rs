@@ -31,16 +31,6 @@ pub fn LogsPage() -> impl IntoView {
             async move { api.logs(f).await }
         },
     );
-    let live = RwSignal::new(Vec::<LogRecord>::new());
-    #[cfg(feature = "client")]
-    Effect::new(move |_| {
-        let url = format!("/api/logs/stream?{}", filter.get().query());
-        live.set(vec![]);
-        if let Some(source) = stream(&url, live) {
-            let source = send_wrapper::SendWrapper::new(source);
-            on_cleanup(move || source.close());
-        }
-    });
 
     view! {
         <Title text="Logs · Grade Book"/>
@@ -64,25 +54,40 @@ pub fn LogsPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match recent.await {
                     Err(error) => view! { <Problem error/> }.into_any(),
-                    Ok(records) => view! {
-                        <table class="logs">
-                            <thead>
-                                <tr><th>"Time"</th><th>"Service"</th><th>"Level"</th><th>"Message"</th></tr>
-                            </thead>
-                            <tbody>
-                                {move || {
-                                    let mut all = records.clone();
-                                    let last = all.last().map_or(0, |r| r.seq);
-                                    all.extend(live.get().into_iter().filter(|r| r.seq > last));
-                                    all.reverse();
-                                    all.into_iter().map(row).collect_view()
-                                }}
-                            </tbody>
-                        </table>
-                    }.into_any(),
+                    Ok(records) => view! { <LogTable filter=filter.get_untracked() records/> }.into_any(),
                 }
             })}
         </Transition>
+    }
+}
+
+/// The entries, newest first, with new ones streaming in (an island).
+#[cfg_attr(feature = "csr", component)]
+#[cfg_attr(not(feature = "csr"), leptos::island)]
+fn LogTable(filter: LogFilter, records: Vec<LogRecord>) -> impl IntoView {
+    let live = RwSignal::new(Vec::<LogRecord>::new());
+    #[cfg(feature = "client")]
+    if let Some(source) = stream(&format!("/api/logs/stream?{}", filter.query()), live) {
+        let source = send_wrapper::SendWrapper::new(source);
+        on_cleanup(move || source.close());
+    }
+    #[cfg(not(feature = "client"))]
+    let _ = filter;
+    view! {
+        <table class="logs">
+            <thead>
+                <tr><th>"Time"</th><th>"Service"</th><th>"Level"</th><th>"Message"</th></tr>
+            </thead>
+            <tbody>
+                {move || {
+                    let mut all = records.clone();
+                    let last = all.last().map_or(0, |r| r.seq);
+                    all.extend(live.get().into_iter().filter(|r| r.seq > last));
+                    all.reverse();
+                    all.into_iter().map(row).collect_view()
+                }}
+            </tbody>
+        </table>
     }
 }
 

@@ -8,6 +8,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
+use serde::{Deserialize, Serialize};
 
 use super::{Problem, percent, score};
 use crate::api::{Api, ApiError, add_grade};
@@ -27,27 +28,71 @@ pub fn StudentPage() -> impl IntoView {
             }
         }
     });
+    // A grade the service refused after a plain form post comes back in the
+    // query, so the form shows it again with the message.
+    let refused = move || {
+        let q = query.read_untracked();
+        FormState {
+            title: q.get("title").unwrap_or_default(),
+            kind: q.get("type").unwrap_or_else(|| "Quiz".to_owned()),
+            score: q.get("score").unwrap_or_default(),
+            error: q.get("error"),
+        }
+    };
 
-    // A grade the service rejected after a plain form post comes back in
-    // the query, so the form shows it with the message.
-    let from_query = |key: &str| query.read_untracked().get(key);
-    let title = RwSignal::new(from_query("title").unwrap_or_default());
-    let kind = RwSignal::new(from_query("type").unwrap_or_else(|| "Quiz".to_owned()));
-    let points = RwSignal::new(from_query("score").unwrap_or_default());
-    let error = RwSignal::new(from_query("error"));
+    view! {
+        <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match student.await {
+                    Err(error) => view! { <Title text="Grade Book"/><Problem error/> }.into_any(),
+                    Ok(student) => view! {
+                        <Title text=format!("{} {} · Grade Book", student.first_name, student.last_name)/>
+                        <p class="back"><a href="/students">"← All students"</a></p>
+                        <h1>{student.first_name.clone()}" "{student.last_name.clone()}</h1>
+                        <GradeBook student form=refused()/>
+                    }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+/// What the add-grade form holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FormState {
+    pub title: String,
+    pub kind: String,
+    pub score: String,
+    pub error: Option<String>,
+}
+
+/// The interactive part of the page (the only part shipped to the browser
+/// as an island): the average, grades and chart, and the form that adds a
+/// grade without a reload — or, without JavaScript, posts natively.
+#[cfg_attr(feature = "csr", component)]
+#[cfg_attr(not(feature = "csr"), leptos::island)]
+fn GradeBook(student: Student, form: FormState) -> impl IntoView {
+    let id = student.id;
+    let student = RwSignal::new(student);
+    let title = RwSignal::new(form.title);
+    let kind = RwSignal::new(form.kind);
+    let points = RwSignal::new(form.score);
+    let error = RwSignal::new(form.error);
     let pending = RwSignal::new(false);
 
     let on_submit = move |ev: SubmitEvent| {
         ev.prevent_default();
-        let Some(student_id) = id() else { return };
         pending.set(true);
         spawn_local(async move {
-            match add_grade(student_id, title.get_untracked(), kind.get_untracked(), points.get_untracked()).await {
+            match add_grade(id, title.get_untracked(), kind.get_untracked(), points.get_untracked()).await {
                 Ok(_) => {
                     title.set(String::new());
                     points.set(String::new());
                     error.set(None);
-                    student.refetch();
+                    match Api::current().student(id).await {
+                        Ok(now) => student.set(now),
+                        Err(e) => error.set(Some(e.error)),
+                    }
                 }
                 Err(e) => error.set(Some(e.error)),
             }
@@ -56,63 +101,44 @@ pub fn StudentPage() -> impl IntoView {
     };
 
     view! {
-        <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match student.await {
-                    Err(error) => view! { <Title text="Grade Book"/><Problem error/> }.into_any(),
-                    Ok(s) => {
-                        let Student { id: sid, first_name, last_name, grades, average } = s;
-                        view! {
-                            <Title text=format!("{first_name} {last_name} · Grade Book")/>
-                            <p class="back"><a href="/students">"← All students"</a></p>
-                            <h1>{first_name.clone()}" "{last_name.clone()}</h1>
-                            <p class="average">"Average: "<strong>{percent(average)}</strong></p>
-                            <Grades grades=grades.clone()/>
-                            <Chart grades/>
-                            <form
-                                class="add-grade"
-                                method="post"
-                                action=format!("/students/{sid}/grades")
-                                novalidate=true
-                                on:submit=on_submit
-                            >
-                                <h2>"Add a grade"</h2>
-                                <label>
-                                    "Title"
-                                    <input
-                                        name="Title"
-                                        type="text"
-                                        prop:value=move || title.get()
-                                        on:input:target=move |ev| title.set(ev.target().value())
-                                    />
-                                </label>
-                                <label>
-                                    "Type"
-                                    <select name="Type" on:change:target=move |ev| kind.set(ev.target().value())>
-                                        {GradeType::ALL.iter().map(|t| {
-                                            let t = t.as_str();
-                                            view! { <option value=t selected=move || kind.get() == t>{t}</option> }
-                                        }).collect_view()}
-                                    </select>
-                                </label>
-                                <label>
-                                    "Score (0–100)"
-                                    <input
-                                        name="Score"
-                                        type="number"
-                                        step="any"
-                                        prop:value=move || points.get()
-                                        on:input:target=move |ev| points.set(ev.target().value())
-                                    />
-                                </label>
-                                <button type="submit" disabled=move || pending.get()>"Add grade"</button>
-                                {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
-                            </form>
-                        }.into_any()
-                    }
-                }
-            })}
-        </Transition>
+        <p class="average">"Average: "<strong>{move || percent(student.read().average)}</strong></p>
+        {move || {
+            let grades = student.read().grades.clone();
+            view! { <Grades grades=grades.clone()/><Chart grades/> }
+        }}
+        <form class="add-grade" method="post" action=format!("/students/{id}/grades") novalidate=true on:submit=on_submit>
+            <h2>"Add a grade"</h2>
+            <label>
+                "Title"
+                <input
+                    name="Title"
+                    type="text"
+                    prop:value=move || title.get()
+                    on:input:target=move |ev| title.set(ev.target().value())
+                />
+            </label>
+            <label>
+                "Type"
+                <select name="Type" on:change:target=move |ev| kind.set(ev.target().value())>
+                    {GradeType::ALL.iter().map(|t| {
+                        let t = t.as_str();
+                        view! { <option value=t selected=move || kind.get() == t>{t}</option> }
+                    }).collect_view()}
+                </select>
+            </label>
+            <label>
+                "Score (0–100)"
+                <input
+                    name="Score"
+                    type="number"
+                    step="any"
+                    prop:value=move || points.get()
+                    on:input:target=move |ev| points.set(ev.target().value())
+                />
+            </label>
+            <button type="submit" disabled=move || pending.get()>"Add grade"</button>
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+        </form>
     }
 }
 
