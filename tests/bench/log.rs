@@ -33,8 +33,17 @@ pub async fn run() -> Vec<Row> {
         false,
     );
     wait_listening(&addr, Duration::from_secs(10)).await;
+    let pid = _log.child.id();
+    let idle_rss = crate::rss_mb(pid);
     let url = format!("http://{addr}/log");
+    // Under load: sampled halfway through the single-line run.
+    let sampler = std::thread::spawn(move || {
+        std::thread::sleep(crate::load::DURATION / 2);
+        crate::rss_mb(pid)
+    });
     let single = wrk(&url, Some(("text/plain", line)));
+    let loaded_rss = sampler.join().unwrap_or_default();
+    rows.push(row("log service RSS idle / under single-line load", format!("{idle_rss:.0} / {loaded_rss:.0} MB")));
     rows.push(row(
         "log service: POST one text line (durable)",
         format!("{single}, {:.2}× the original", single.rps / baseline.rps),
