@@ -290,7 +290,7 @@ async fn thousand_concurrent_grades(bases: &[String]) {
 #[tokio::test]
 async fn a_thousand_concurrent_grades_are_all_stored_exactly_once_on_sqlite() {
     let app = spawn_app().await;
-    thousand_concurrent_grades(&[app.api.base.clone()]).await;
+    thousand_concurrent_grades(std::slice::from_ref(&app.api.base)).await;
 }
 
 #[tokio::test]

@@ -268,18 +268,28 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
+    use gradebook_shared::registry::PatchEntry;
     use tower::ServiceExt;
 
     use super::*;
 
-    /// A portal whose registry is unreachable: it knows no provider of anything.
-    fn portal() -> Router {
+    /// A portal whose registry is unreachable, knowing only `providers`.
+    fn portal_knowing(providers: &[PatchEntry]) -> Router {
         let spec = gradebook::runtime::ServiceSpec::new(names::PORTAL, "http://127.0.0.1:9");
         let runtime = Runtime::new(spec, "127.0.0.1:5005".parse().unwrap());
+        runtime.providers().merge(providers);
         let options = LeptosOptions::builder().output_name("gradebook").build();
         router(options, Backends::new(runtime, "http://127.0.0.1:9".into()))
+    }
+
+    /// A portal that knows no provider of anything.
+    fn portal() -> Router {
+        portal_knowing(&[])
     }
 
     async fn body_text(response: Response) -> String {
@@ -329,17 +339,15 @@ mod tests {
     /// with `If-None-Match` the way grading does, and counts its full answers.
     struct FakeGrading {
         url: String,
-        last_name: std::sync::Arc<std::sync::Mutex<String>>,
-        full_answers: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-        questions: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        last_name: Arc<Mutex<String>>,
+        full_answers: Arc<AtomicUsize>,
+        questions: Arc<AtomicUsize>,
     }
 
     impl FakeGrading {
         async fn start() -> Self {
-            use std::sync::atomic::Ordering;
-            let last_name = std::sync::Arc::new(std::sync::Mutex::new("Carter".to_owned()));
-            let full_answers = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-            let questions = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let last_name = Arc::new(Mutex::new("Carter".to_owned()));
+            let (full_answers, questions) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
             let (name, count, asked) = (last_name.clone(), full_answers.clone(), questions.clone());
             let app = Router::new().route(
                 "/students",
@@ -365,17 +373,16 @@ mod tests {
         }
 
         fn full_answers(&self) -> usize {
-            self.full_answers.load(std::sync::atomic::Ordering::SeqCst)
+            self.full_answers.load(Ordering::SeqCst)
+        }
+
+        fn questions(&self) -> usize {
+            self.questions.load(Ordering::SeqCst)
         }
     }
 
     fn portal_with_grading(grading: &FakeGrading) -> Router {
-        let spec = gradebook::runtime::ServiceSpec::new(names::PORTAL, "http://127.0.0.1:9");
-        let runtime = Runtime::new(spec, "127.0.0.1:5005".parse().unwrap());
-        let entry = gradebook_shared::registry::PatchEntry { name: names::GRADING.into(), url: grading.url.clone() };
-        runtime.providers().merge(&[entry]);
-        let options = LeptosOptions::builder().output_name("gradebook").build();
-        router(options, Backends::new(runtime, "http://127.0.0.1:9".into()))
+        portal_knowing(&[PatchEntry { name: names::GRADING.into(), url: grading.url.clone() }])
     }
 
     async fn page(portal: &Router, path: &str) -> String {
@@ -406,7 +413,7 @@ mod tests {
         let grading = FakeGrading::start().await;
         let portal = portal_with_grading(&grading);
         let first = page(&portal, "/students").await;
-        let asked_before = grading.questions.load(std::sync::atomic::Ordering::SeqCst);
+        let asked_before = grading.questions();
 
         let loads = (0..20).map(|_| {
             let portal = portal.clone();
@@ -415,7 +422,7 @@ mod tests {
         let pages = futures::future::join_all(loads).await;
 
         assert!(pages.into_iter().all(|p| p.unwrap() == first));
-        let asked = grading.questions.load(std::sync::atomic::Ordering::SeqCst) - asked_before;
+        let asked = grading.questions() - asked_before;
         assert!((1..=3).contains(&asked), "20 concurrent loads asked grading {asked} times");
     }
 

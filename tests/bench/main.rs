@@ -53,11 +53,14 @@ pub fn row(what: impl Into<String>, figure: impl Into<String>) -> Row {
     row
 }
 
+/// Runs one part of the benchmark and returns its rows.
+type Section = fn() -> futures::future::BoxFuture<'static, Vec<Row>>;
+
 #[tokio::main]
 async fn main() {
     let wanted: Vec<String> = std::env::args().skip(1).collect();
     let all = wanted.is_empty();
-    let sections: [(&str, fn() -> futures::future::BoxFuture<'static, Vec<Row>>); 4] = [
+    let sections: [(&str, Section); 4] = [
         ("registry", || Box::pin(registry::run())),
         ("log", || Box::pin(log::run())),
         ("grading", || Box::pin(grading::run())),

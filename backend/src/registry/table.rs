@@ -252,7 +252,7 @@ impl Table {
             .difference(&desired)
             // While warming up, a provider we have never heard of is more
             // likely not re-registered yet than dead: keep it for now.
-            .filter(|p| !(warming_up && !self.entries.contains_key(&p.url)))
+            .filter(|p| !warming_up || self.entries.contains_key(&p.url))
             .cloned()
             .collect();
         let patch = Patch { added, removed };

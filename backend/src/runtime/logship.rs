@@ -102,7 +102,7 @@ impl LogBuffer {
     /// was dropped since the last delivery. Returns the id of its last record.
     fn next_batch(&self) -> Option<(Vec<NewLogRecord>, u64, u64)> {
         let q = self.queue();
-        let last = q.iter().take(BATCH).last()?.0;
+        let last = q.iter().take(BATCH).next_back()?.0;
         let dropped = self.inner.dropped.load(Ordering::Relaxed);
         let mut batch = Vec::with_capacity(BATCH + 1);
         if dropped > 0 {
