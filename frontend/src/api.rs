@@ -130,7 +130,11 @@ impl Api {
     fn prefetched<T: DeserializeOwned>(&self, path: &str) -> Option<Result<T, ApiError>> {
         let prefetched = self.prefetched.as_ref().filter(|p| p.path == path)?;
         Some(match &prefetched.answer {
-            Ok(body) => crate::server::interpret(axum::http::StatusCode::OK, body, "grading service"),
+            Ok(body) => crate::server::interpret(
+                axum::http::StatusCode::OK,
+                body,
+                crate::server::human(gradebook_shared::names::GRADING),
+            ),
             Err(e) => Err(e.clone()),
         })
     }

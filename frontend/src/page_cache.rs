@@ -121,8 +121,7 @@ impl PageCache {
         let what = human(names::GRADING);
         let known = self.lock().pages.get(path).map(|p| p.etag.clone());
         let asked = backends
-            .runtime
-            .call(names::GRADING, |client, base| {
+            .send(names::GRADING, |client, base| {
                 let get = client.get(format!("{base}{path}"));
                 match &known {
                     Some(tag) => get.header(header::IF_NONE_MATCH, tag.clone()),
@@ -132,10 +131,7 @@ impl PageCache {
             .await;
         let response = match asked {
             Ok(response) => response,
-            Err(e) => {
-                tracing::warn!(service = names::GRADING, error = %e, "backend call failed");
-                return Outcome::Answer { etag: None, answer: Err(ApiError::unavailable(what)) };
-            }
+            Err(unavailable) => return Outcome::Answer { etag: None, answer: Err(unavailable) },
         };
         let status = response.status();
         if let (StatusCode::NOT_MODIFIED, Some(tag)) = (status, &known) {

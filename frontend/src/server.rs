@@ -65,6 +65,21 @@ impl Backends {
         }
     }
 
+    /// Sends a request to a provider of `service`; no provider, or none
+    /// reachable, is "unavailable" as readers see it.
+    pub(crate) async fn send(
+        &self,
+        service: &str,
+        build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ApiError> {
+        self.runtime.call(service, build).await.map_err(|e| {
+            tracing::warn!(%service, error = %e, "backend call failed");
+            match e {
+                CallError::NoProvider(_) | CallError::Unreachable { .. } => ApiError::unavailable(human(service)),
+            }
+        })
+    }
+
     /// Sends a request to a provider of `service` and reads its JSON answer;
     /// the service's own 4xx errors come back as they were.
     async fn call<T: DeserializeOwned>(
@@ -72,13 +87,7 @@ impl Backends {
         service: &str,
         build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     ) -> Result<T, ApiError> {
-        let response = self.runtime.call(service, build).await.map_err(|e| {
-            tracing::warn!(%service, error = %e, "backend call failed");
-            match e {
-                CallError::NoProvider(_) | CallError::Unreachable { .. } => ApiError::unavailable(human(service)),
-            }
-        })?;
-        read(response, human(service)).await
+        read(self.send(service, build).await?, human(service)).await
     }
 
     pub async fn students(&self) -> Result<Vec<Student>, ApiError> {
@@ -167,11 +176,7 @@ async fn api_logs(State(b): State<Backends>, RawQuery(q): RawQuery) -> Result<Js
 async fn api_log_stream(State(b): State<Backends>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let q = q.unwrap_or_default();
     let client = b.stream_client.clone();
-    let upstream = b
-        .runtime
-        .call(names::LOG, move |_, base| client.get(format!("{base}/log/stream?{q}")))
-        .await
-        .map_err(|_| ApiError::unavailable("log service"))?;
+    let upstream = b.send(names::LOG, move |_, base| client.get(format!("{base}/log/stream?{q}"))).await?;
     if !upstream.status().is_success() {
         return Err(read::<()>(upstream, "log service")
             .await

@@ -27,6 +27,19 @@ impl std::fmt::Display for Measured {
 pub const CONNECTIONS: usize = 32;
 pub const DURATION: Duration = Duration::from_secs(5);
 
+/// Runs `load` (a wrk run) and, halfway through it, `sample` (an RSS
+/// reading, say): what the processes hold while under load.
+pub fn sampled_halfway<L, S: Send>(load: impl FnOnce() -> L, sample: impl FnOnce() -> S + Send) -> (L, S) {
+    std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            std::thread::sleep(DURATION / 2);
+            sample()
+        });
+        let loaded = load();
+        (loaded, sampler.join().expect("the sampler does not panic"))
+    })
+}
+
 /// Runs wrk against `url`; with a body, as a POST of `content_type`.
 pub fn wrk(url: &str, post: Option<(&str, &str)>) -> Measured {
     let script = std::env::temp_dir().join(format!("gradebook-wrk-{}.lua", std::process::id()));

@@ -10,7 +10,7 @@ use axum::routing::post;
 use gradebook_tests::TempDir;
 use gradebook_tests::process::{Proc, wait_listening};
 
-use crate::load::{hello_world, wrk};
+use crate::load::{hello_world, sampled_halfway, wrk};
 use crate::{Row, row};
 
 pub async fn run() -> Vec<Row> {
@@ -36,13 +36,7 @@ pub async fn run() -> Vec<Row> {
     let pid = _log.child.id();
     let idle_rss = crate::rss_mb(pid);
     let url = format!("http://{addr}/log");
-    // Under load: sampled halfway through the single-line run.
-    let sampler = std::thread::spawn(move || {
-        std::thread::sleep(crate::load::DURATION / 2);
-        crate::rss_mb(pid)
-    });
-    let single = wrk(&url, Some(("text/plain", line)));
-    let loaded_rss = sampler.join().unwrap_or_default();
+    let (single, loaded_rss) = sampled_halfway(|| wrk(&url, Some(("text/plain", line))), || crate::rss_mb(pid));
     rows.push(row("log service RSS idle / under single-line load", format!("{idle_rss:.0} / {loaded_rss:.0} MB")));
     rows.push(row(
         "log service: POST one text line (durable)",

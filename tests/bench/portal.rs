@@ -7,7 +7,7 @@ use std::time::Duration;
 use gradebook_tests::TempDir;
 use gradebook_tests::process::{Proc, wait_listening};
 
-use crate::load::wrk;
+use crate::load::{sampled_halfway, wrk};
 use crate::{Row, row};
 
 pub async fn run() -> Vec<Row> {
@@ -46,23 +46,10 @@ pub async fn run() -> Vec<Row> {
     rows.push(row("RSS idle", rss(&pids)));
     let grading_rate = wrk(&format!("http://{grading}/students"), None);
     rows.push(row("grading GET /students (same run)", grading_rate.to_string()));
-    // Under load: sampled while wrk drives the portal (and through it grading).
-    let peak = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let sampling = tokio::spawn({
-        let peak = peak.clone();
-        async move {
-            tokio::time::sleep(crate::load::DURATION / 2).await;
-            *peak.lock().unwrap() = rss(&pids);
-        }
-    });
-    let page = tokio::task::spawn_blocking({
-        let url = format!("http://{portal}/students");
-        move || wrk(&url, None)
-    })
-    .await
-    .unwrap();
-    let _ = sampling.await;
-    rows.push(row("RSS under load (portal pages)", peak.lock().unwrap().clone()));
+    // Under load: while wrk drives the portal (and through it grading).
+    let page_url = format!("http://{portal}/students");
+    let (page, loaded) = sampled_halfway(|| wrk(&page_url, None), || rss(&pids));
+    rows.push(row("RSS under load (portal pages)", loaded));
     rows.push(row(
         "portal GET /students (server-rendered, via discovery)",
         format!("{page}, {:.2} of grading's rate", page.rps / grading_rate.rps),

@@ -4,37 +4,10 @@
 // fail, and none once the registry has had time to tell the portal.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
-import { join, resolve } from 'node:path';
+import { eventually, freePort, system } from './support.mjs';
 
-const root = resolve(import.meta.dirname, '../..');
-const bin = process.env.GRADEBOOK_BIN_DIR ?? join(root, 'target/release');
 const database = process.env.GRADEBOOK_TEST_POSTGRES_URL;
-const procs = {};
-const ports = {};
-const url = (name, path = '') => `http://127.0.0.1:${ports[name]}${path}`;
-
-const freePort = () => new Promise((ok) => {
-  const s = createServer().listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => ok(port)); });
-});
-
-function start(name, exe, args) {
-  procs[name] = spawn(join(bin, exe), args, {
-    cwd: root,
-    env: { ...process.env, RUST_LOG: 'warn', LEPTOS_SITE_ROOT: join(root, 'target/site') },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-}
-
-async function eventually(what, check, ms = 15000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try { if (await check()) return; } catch {}
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const { procs, ports, url, start } = system();
 
 before(async () => {
   if (!database) return;

@@ -6,52 +6,18 @@
 //   node --test tests/browser/
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs';
 import { createServer, request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join, resolve, extname } from 'node:path';
+import { join, extname } from 'node:path';
 import { createRequire } from 'node:module';
+import { eventually, freePort, root, system } from './support.mjs';
 
-const root = resolve(import.meta.dirname, '../..');
 const require = createRequire(join(root, 'tools/package.json'));
 const { chromium } = require('playwright-core');
-const bin = process.env.GRADEBOOK_BIN_DIR ?? join(root, 'target/release');
 
-const procs = {};
+const { procs, ports, url, start } = system();
 let browser, dataDir, csrServer;
-const ports = {};
-const url = (name, path = '') => `http://127.0.0.1:${ports[name]}${path}`;
-
-async function freePort() {
-  return new Promise((ok) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => ok(port));
-    });
-  });
-}
-
-function start(name, exe, args) {
-  const child = spawn(join(bin, exe), args, {
-    cwd: root,
-    env: { ...process.env, RUST_LOG: 'warn', LEPTOS_SITE_ROOT: join(root, 'target/site') },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  procs[name] = child;
-  return child;
-}
-
-async function eventually(what, check, ms = 15000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {}
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /// Serves the trunk build (dist/) and proxies /api to the portal, as `trunk serve` does.
 function serveCsr(port) {
