@@ -40,7 +40,7 @@ async fn grading(dir: &TempDir, registry_url: &str) -> (Proc, String) {
 }
 
 fn dependent(registry_url: &str, requires: &[&str]) -> TestService {
-    TestService::spawn(gradebook::runtime::ServiceSpec::new("Dependent", registry_url).requires(requires))
+    TestService::spawn(gradebook_runtime::ServiceSpec::new("Dependent", registry_url).requires(requires))
 }
 
 #[tokio::test]

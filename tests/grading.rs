@@ -326,7 +326,7 @@ async fn grading_is_discovered_through_the_registry_and_ships_its_logs() {
         false,
     );
     let portal = TestService::spawn(
-        gradebook::runtime::ServiceSpec::new("Portal", registry_url.clone()).requires(&["GradingService"]),
+        gradebook_runtime::ServiceSpec::new("Portal", registry_url.clone()).requires(&["GradingService"]),
     );
     let grading_url = format!("http://{grading_addr}");
     eventually(LIMIT, "the dependent discovers grading", || {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use gradebook::log::StoreConfig;
 use gradebook::registry::Config;
-use gradebook::runtime::logship::{Destination, LogBuffer};
+use gradebook_runtime::logship::{Destination, LogBuffer};
 use gradebook_shared::log::{Level, NewLogRecord};
 use gradebook_tests::process::{Proc, wait_listening};
 use gradebook_tests::{TempDir, TestLog, TestRegistry, eventually_async, free_port};

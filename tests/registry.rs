@@ -250,7 +250,7 @@ async fn a_graceful_stop_deregisters_and_tells_dependents() {
 #[tokio::test]
 async fn a_service_started_before_the_registry_registers_once_it_appears() {
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let log = TestService::spawn(gradebook::runtime::ServiceSpec::new("LogService", format!("http://{addr}")));
+    let log = TestService::spawn(gradebook_runtime::ServiceSpec::new("LogService", format!("http://{addr}")));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let registry = TestRegistry::spawn_at(addr, Config::default());
     eventually(LIMIT, "registered", || registry.provider_urls("LogService") == vec![log.url.clone()]).await;
@@ -367,7 +367,7 @@ async fn a_killed_service_process_is_removed_and_its_dependents_told() {
     wait_listening(&registry_addr, LIMIT).await;
     let registry_url = format!("http://{registry_addr}");
     let grading = TestService::spawn(
-        gradebook::runtime::ServiceSpec::new("GradingService", registry_url.clone()).requires(&["LogService"]),
+        gradebook_runtime::ServiceSpec::new("GradingService", registry_url.clone()).requires(&["LogService"]),
     );
     let mut log = Proc::start(&["stub", "--name", "LogService", "--registry-url", &registry_url], true);
     eventually(LIMIT, "grading knows the log process", || grading.providers("LogService") == vec![log.url.clone()])

@@ -1,14 +1,12 @@
-//! Gradebook's backend: the registry, the services and the runtime they
-//! share. Each service is a module with `router(state) -> Router` and
-//! `serve(listener, state, shutdown)`; the `gradebook` binary only parses
-//! configuration (see [`cli`]) and calls them.
+//! Gradebook's services: the registry, the log service and the grading
+//! service, each a module with `router(state) -> Router` and
+//! `serve(listener, state, shutdown)`, standing on `gradebook_runtime`. The
+//! `gradebook` binary only parses configuration ([`cli`]) and calls them;
+//! [`up`] runs the whole system as separate processes.
 
 pub mod cli;
 pub mod grading;
-pub mod http;
 pub mod log;
-pub mod metrics;
 pub mod registry;
-pub mod runtime;
-pub mod telemetry;
+pub mod stub;
 pub mod up;

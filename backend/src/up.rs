@@ -3,20 +3,26 @@
 //! shown prefixed with their name, and stopped in reverse order on Ctrl-C
 //! (SIGTERM each, so each deregisters and drains).
 
+use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
+
+use gradebook_runtime::cli::{PortalArgs, ServiceArgs, defaults_of};
+use gradebook_shared::names;
+
+use crate::cli::{Child, GradingArgs, LogArgs, RegistryArgs, UpArgs};
 
 /// One process of the system.
 pub struct Part {
     pub name: String,
-    /// Another binary beside this one (e.g. `gradebook-portal`); none: this one.
-    pub program: Option<String>,
-    pub args: Vec<String>,
+    /// What it runs, with its typed arguments.
+    pub child: Child,
+    /// Handed over through the environment, never on the command line.
     pub env: Vec<(String, String)>,
     /// Answers 2xx once the part is ready.
     pub ready_url: String,
@@ -26,23 +32,94 @@ pub struct Part {
     pub registry_url: String,
 }
 
+/// The processes of the system, in start order.
+pub fn parts(args: &UpArgs) -> anyhow::Result<Vec<Part>> {
+    let registry_url = format!("http://{}", args.registry_addr);
+    let database_url = match &args.database_url {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}", args.data_dir.join("grading.db").display()),
+    };
+    if args.grading > 1 && !database_url.starts_with("postgres") {
+        bail!(
+            "--grading {} needs a shared database: with SQLite every instance would keep its own grades. \
+             Pass --database-url postgres://USER@HOST/DB (or run one instance).",
+            args.grading
+        );
+    }
+    let common = args.common.clone();
+    let service = ServiceArgs { registry_url: registry_url.clone(), common: common.clone(), ..defaults_of() };
+    let env: Vec<(String, String)> =
+        args.common.token.iter().map(|t| ("GRADEBOOK_TOKEN".to_owned(), t.clone())).collect();
+    let part = |name: String, child: Child, addr: SocketAddr, service: Option<&str>| Part {
+        name,
+        child,
+        env: env.clone(),
+        ready_url: format!("http://{addr}/healthz"),
+        registered_as: service.map(|s| (s.to_owned(), format!("http://{addr}"))),
+        registry_url: registry_url.clone(),
+    };
+    let mut parts = vec![
+        part(
+            "registry".into(),
+            Child::Registry(RegistryArgs { addr: args.registry_addr, common: common.clone(), ..defaults_of() }),
+            args.registry_addr,
+            None,
+        ),
+        part(
+            "log".into(),
+            Child::Log(LogArgs {
+                addr: args.log_addr,
+                dir: args.data_dir.join("log"),
+                service: service.clone(),
+                ..defaults_of()
+            }),
+            args.log_addr,
+            Some(names::LOG),
+        ),
+    ];
+    for i in 0..args.grading {
+        let mut addr = args.grading_addr;
+        addr.set_port(addr.port() + i);
+        let name = if args.grading == 1 { "grading".to_owned() } else { format!("grading{}", i + 1) };
+        let child = Child::Grading(GradingArgs { addr, database_url: database_url.clone(), service: service.clone() });
+        parts.push(part(name, child, addr, Some(names::GRADING)));
+    }
+    if !args.no_portal {
+        let child = Child::Portal(PortalArgs { addr: Some(args.portal_addr), service: service.clone() });
+        let mut portal = part("portal".into(), child, args.portal_addr, Some(names::PORTAL));
+        portal.env.push(("LEPTOS_SITE_ROOT".into(), args.site_root.display().to_string()));
+        parts.push(portal);
+    }
+    Ok(parts)
+}
+
 /// A started part: its supervising task owns the child process.
 struct Running {
     stop: tokio::sync::oneshot::Sender<()>,
     done: tokio::task::JoinHandle<()>,
 }
 
+/// Runs the system `args` describe until `shutdown`.
+pub async fn run(args: &UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let banner = if args.no_portal {
+        format!("Gradebook is up: grading at http://{}/students", args.grading_addr)
+    } else {
+        format!("Gradebook is up: open http://{}", args.portal_addr)
+    };
+    supervise_all(parts(args)?, &banner, shutdown).await
+}
+
 /// Starts `parts` in order and supervises them until `shutdown`, or until
 /// one of them exits on its own (then everything is stopped).
-pub async fn run(parts: Vec<Part>, banner: &str, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn supervise_all(parts: Vec<Part>, banner: &str, shutdown: CancellationToken) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the gradebook binary")?;
-    let client = crate::http::client(Duration::from_secs(1));
+    let client = gradebook_runtime::http::client(Duration::from_secs(1));
     let width = parts.iter().map(|p| p.name.len()).max().unwrap_or(0);
     let mut running: Vec<Running> = vec![];
     let (exited_tx, mut exited_rx) = tokio::sync::mpsc::channel::<String>(parts.len().max(1));
     let result = async {
         for (i, part) in parts.iter().enumerate() {
-            let program = match &part.program {
+            let program = match part.child.program() {
                 Some(name) => {
                     let path = exe.with_file_name(name);
                     if !path.exists() {
@@ -56,7 +133,7 @@ pub async fn run(parts: Vec<Part>, banner: &str, shutdown: CancellationToken) ->
                 None => exe.clone(),
             };
             let mut child = Command::new(&program)
-                .args(&part.args)
+                .args(part.child.args())
                 .envs(part.env.iter().cloned())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -131,7 +208,7 @@ async fn wait_ready(client: &reqwest::Client, part: &Part, shutdown: &Cancellati
 /// with SIGTERM (SIGKILL after 10 s).
 async fn supervise(
     name: String,
-    mut child: Child,
+    mut child: tokio::process::Child,
     stop: tokio::sync::oneshot::Receiver<()>,
     exited: tokio::sync::mpsc::Sender<String>,
 ) {

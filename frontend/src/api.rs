@@ -1,40 +1,15 @@
 //! How pages get their data. In the browser (`hydrate`, `csr`) through the
 //! portal's JSON API with gloo-net; while rendering on the server (`ssr`)
 //! by calling the services directly through discovery (see
-//! `crate::server::Backends`), with the same results and errors.
+//! `crate::backends::Backends`), with the same results and errors.
 
-use gradebook_shared::grading::{Grade, Student};
+use gradebook_shared::grading::{Grade, NewGrade, Student};
 use gradebook_shared::log::LogRecord;
 use gradebook_shared::registry::ServiceStatus;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// A failed call, as pages show it: the HTTP status the portal answers with
-/// and a readable message (and the offending field of a 400).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ApiError {
-    #[serde(default)]
-    pub status: u16,
-    pub error: String,
-    #[serde(default)]
-    pub field: Option<String>,
-}
-
-impl ApiError {
-    pub fn new(status: u16, error: impl Into<String>) -> Self {
-        Self { status, error: error.into(), field: None }
-    }
-
-    pub fn unavailable(what: &str) -> Self {
-        Self::new(503, format!("The {what} is unavailable right now. Please try again in a moment."))
-    }
-}
-
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.error)
-    }
-}
+pub use crate::error::ApiError;
 
 /// Filters of the log view.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -73,10 +48,10 @@ pub fn encode(s: &str) -> String {
 #[derive(Clone)]
 pub struct Api {
     #[cfg(feature = "ssr")]
-    backends: Option<crate::server::Backends>,
+    backends: Option<crate::backends::Backends>,
     /// Grading's answer the page cache already fetched for this page.
     #[cfg(feature = "ssr")]
-    prefetched: Option<crate::page_cache::Prefetched>,
+    prefetched: Option<crate::backends::Prefetched>,
 }
 
 impl Api {
@@ -104,7 +79,7 @@ impl Api {
     pub async fn student(&self, id: i64) -> Result<Student, ApiError> {
         #[cfg(feature = "ssr")]
         if let Some(answer) = self.prefetched(&format!("/students/{id}")) {
-            return answer.map_err(|e| crate::server::no_student(id, e));
+            return answer.map_err(|e| crate::backends::no_student(id, e));
         }
         #[cfg(feature = "ssr")]
         return self.server()?.student(id).await;
@@ -130,25 +105,27 @@ impl Api {
     fn prefetched<T: DeserializeOwned>(&self, path: &str) -> Option<Result<T, ApiError>> {
         let prefetched = self.prefetched.as_ref().filter(|p| p.path == path)?;
         Some(match &prefetched.answer {
-            Ok(body) => crate::server::interpret(
+            Ok(body) => crate::backends::interpret(
                 axum::http::StatusCode::OK,
                 body,
-                crate::server::human(gradebook_shared::names::GRADING),
+                crate::backends::human(gradebook_shared::names::GRADING),
             ),
             Err(e) => Err(e.clone()),
         })
     }
 
     #[cfg(feature = "ssr")]
-    fn server(&self) -> Result<&crate::server::Backends, ApiError> {
+    fn server(&self) -> Result<&crate::backends::Backends, ApiError> {
         self.backends.as_ref().ok_or_else(|| ApiError::unavailable("portal server"))
     }
 }
 
-/// Adds a grade (browser only: the server-rendered form posts natively).
-pub async fn add_grade(student: i64, title: String, kind: String, score: String) -> Result<Grade, ApiError> {
-    let body = serde_json::json!({ "Title": title, "Type": kind, "Score": score });
-    send_json(&format!("/api/students/{student}/grades"), body).await
+/// Adds a grade as typed into the form (browser only: the server-rendered
+/// form posts natively). Checked here by grading's own rules first, so a
+/// mistake is shown without a round trip.
+pub async fn add_grade(student: i64, title: &str, kind: &str, score: &str) -> Result<Grade, ApiError> {
+    let grade = NewGrade::from_form(title, kind, score).map_err(ApiError::invalid)?;
+    send_json(&format!("/api/students/{student}/grades"), &grade).await
 }
 
 #[cfg(feature = "client")]
@@ -162,15 +139,11 @@ async fn get<T: DeserializeOwned>(path: &str) -> Result<T, ApiError> {
 }
 
 #[cfg(feature = "client")]
-async fn send_json<T: DeserializeOwned>(path: &str, body: serde_json::Value) -> Result<T, ApiError> {
+async fn send_json<T: DeserializeOwned>(path: &str, body: &impl Serialize) -> Result<T, ApiError> {
     let path = path.to_owned();
+    let request = gloo_net::http::Request::post(&path).json(body).map_err(|e| ApiError::new(400, e.to_string()));
     send_wrapper::SendWrapper::new(async move {
-        let response = gloo_net::http::Request::post(&path)
-            .json(&body)
-            .map_err(|e| ApiError::new(400, e.to_string()))?
-            .send()
-            .await
-            .map_err(|_| ApiError::unavailable("portal"))?;
+        let response = request?.send().await.map_err(|_| ApiError::unavailable("portal"))?;
         read(response).await
     })
     .await
@@ -198,6 +171,6 @@ async fn get<T: DeserializeOwned>(_path: &str) -> Result<T, ApiError> {
 }
 
 #[cfg(not(feature = "client"))]
-async fn send_json<T: DeserializeOwned>(_path: &str, _body: serde_json::Value) -> Result<T, ApiError> {
+async fn send_json<T: DeserializeOwned>(_path: &str, _body: &impl Serialize) -> Result<T, ApiError> {
     Err(ApiError::unavailable("portal API"))
 }

@@ -3,9 +3,16 @@
 //! the services it discovers), `hydrate` (the WebAssembly client that takes
 //! over the server-rendered page) and `csr` (a client-only build for
 //! `trunk serve`).
+//!
+//! Inside, dependencies point one way: `server` (routes, handlers) → `app`
+//! (shell, routes) → `pages` → `api` (where a page's data comes from) and
+//! `page_cache` → `backends` (the typed client of the services) → `error`.
 
 pub mod api;
 pub mod app;
+#[cfg(feature = "ssr")]
+pub mod backends;
+pub mod error;
 #[cfg(feature = "ssr")]
 mod page_cache;
 mod pages;

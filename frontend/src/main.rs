@@ -1,29 +1,16 @@
 //! `gradebook-portal`: the portal server. Only parses configuration and
 //! calls [`gradebook_frontend::server::serve`].
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use gradebook::cli::{Common, ServiceArgs};
+use gradebook_runtime::cli::{PortalArgs, defaults};
 use gradebook_shared::names;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Debug, Parser)]
-#[command(name = "gradebook-portal", version, about = "Gradebook's portal: the web grade book")]
-struct Args {
-    /// Address to listen on (default: LEPTOS_SITE_ADDR as cargo leptos sets it, else 127.0.0.1:5005).
-    #[arg(long, env = "GRADEBOOK_PORTAL_ADDR")]
-    addr: Option<SocketAddr>,
-    #[command(flatten)]
-    service: ServiceArgs,
-    #[command(flatten)]
-    common: Common,
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run(Args::parse()).await {
+    match run(PortalArgs::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gradebook-portal: {e:#}");
@@ -32,21 +19,22 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    let logs = args.common.telemetry(names::PORTAL)?;
+async fn run(args: PortalArgs) -> anyhow::Result<()> {
+    let logs = args.service.common.telemetry(names::PORTAL)?;
     let mut options = leptos::prelude::get_configuration(None)?.leptos_options;
+    // cargo leptos says where to listen through LEPTOS_SITE_ADDR; otherwise
+    // the portal's documented address.
     if std::env::var_os("LEPTOS_SITE_ADDR").is_none() {
-        options.site_addr = "127.0.0.1:5005".parse()?;
+        options.site_addr = defaults::PORTAL_ADDR.parse()?;
     }
     let addr = args.addr.unwrap_or(options.site_addr);
     let listener =
         tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    let spec =
-        args.service.spec(names::PORTAL, &[names::GRADING.to_owned(), names::LOG.to_owned()], &args.common, logs);
-    let runtime = gradebook::runtime::Runtime::new(spec, listener.local_addr()?);
+    let spec = args.service.spec(names::PORTAL, &[names::GRADING.to_owned(), names::LOG.to_owned()], logs);
+    let runtime = gradebook_runtime::Runtime::new(spec, listener.local_addr()?);
     println!("listening on {}", runtime.url());
     let shutdown = CancellationToken::new();
-    tokio::spawn(gradebook::cli::cancel_on_signal(shutdown.clone()));
+    tokio::spawn(gradebook_runtime::signal::cancel_on_signal(shutdown.clone()));
     gradebook_frontend::server::serve(listener, runtime, options, args.service.registry_url.clone(), shutdown).await?;
     Ok(())
 }

@@ -22,23 +22,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use gradebook_shared::names;
 
-use crate::api::ApiError;
-use crate::server::{Backends, human, interpret};
+use crate::backends::{Backends, Prefetched, human, interpret};
+use crate::error::ApiError;
 
 /// Pages kept at most; past that the cache starts over (it refills itself).
 const MAX_PAGES: usize = 1024;
 /// Largest page kept; a bigger one is served but rendered every time.
 const MAX_PAGE_BYTES: usize = 32 << 20;
-
-/// Grading's answer to the path being rendered, read by the page's data
-/// calls instead of asking again (so the page matches the tag it is kept
-/// under).
-#[derive(Clone)]
-pub struct Prefetched {
-    pub path: String,
-    /// The body of a 200, or what the page should say instead.
-    pub answer: Result<Bytes, ApiError>,
-}
 
 #[derive(Clone, Default)]
 pub struct PageCache {
@@ -158,14 +148,18 @@ fn is_grading_page(path: &str) -> bool {
 }
 
 /// Middleware in front of the page renderer.
-pub async fn serve_cached(State(b): State<Backends>, mut request: Request, next: Next) -> Response {
+pub async fn serve_cached(
+    State((b, pages)): State<(Backends, PageCache)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     // A query carries a refused form's message and inputs: render those.
     let path = request.uri().path().to_owned();
     if request.method() != Method::GET || request.uri().query().is_some() || !is_grading_page(&path) {
         return next.run(request).await;
     }
-    let (etag, answer) = match b.pages.revalidate(&b, &path).await {
-        Outcome::Unchanged(tag) => match b.pages.page(&path, &tag) {
+    let (etag, answer) = match pages.revalidate(&b, &path).await {
+        Outcome::Unchanged(tag) => match pages.page(&path, &tag) {
             Some(page) => return (page.headers, page.body).into_response(),
             // Replaced meanwhile: render, asking for itself.
             None => return next.run(request).await,
@@ -178,7 +172,7 @@ pub async fn serve_cached(State(b): State<Backends>, mut request: Request, next:
     let (parts, body) = response.into_parts();
     match axum::body::to_bytes(body, MAX_PAGE_BYTES).await {
         Ok(body) => {
-            b.pages.keep(path, Page { etag, headers: parts.headers.clone(), body: body.clone() });
+            pages.keep(path, Page { etag, headers: parts.headers.clone(), body: body.clone() });
             Response::from_parts(parts, Body::from(body))
         }
         Err(e) => {

@@ -4,145 +4,27 @@
 //! registers as `Portal`.
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
-use gradebook::http::ApiJson;
-use gradebook::runtime::{CallError, Runtime};
-use gradebook_shared::ErrorBody;
-use gradebook_shared::grading::{Grade, Student};
+use gradebook_runtime::Runtime;
+use gradebook_runtime::http::ApiJson;
+use gradebook_shared::grading::{NewGrade, Student};
 use gradebook_shared::log::LogRecord;
-use gradebook_shared::names;
 use gradebook_shared::registry::ServiceStatus;
 use leptos::prelude::*;
 use leptos_axum::{AxumRouteListing, LeptosRoutes, generate_route_list};
-use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{ApiError, encode};
+use crate::api::encode;
 use crate::app::{App, shell};
+use crate::backends::Backends;
+use crate::error::ApiError;
 use crate::page_cache::{self, PageCache};
-
-/// What the portal talks to. Cheap to clone.
-#[derive(Clone)]
-pub struct Backends {
-    pub runtime: Runtime,
-    pub registry_url: String,
-    /// For the live log tail: no overall deadline (it streams), only a
-    /// connect deadline.
-    stream_client: reqwest::Client,
-    pub(crate) pages: PageCache,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_GATEWAY);
-        (status, Json(ErrorBody { error: self.error, field: self.field })).into_response()
-    }
-}
-
-pub(crate) fn human(service: &str) -> &str {
-    match service {
-        names::GRADING => "grading service",
-        names::LOG => "log service",
-        _ => "service",
-    }
-}
-
-impl Backends {
-    pub fn new(runtime: Runtime, registry_url: String) -> Self {
-        let stream_client = gradebook::http::open_ended_client(Duration::from_secs(2));
-        Self {
-            runtime,
-            registry_url: registry_url.trim_end_matches('/').to_owned(),
-            stream_client,
-            pages: PageCache::default(),
-        }
-    }
-
-    /// Sends a request to a provider of `service`; no provider, or none
-    /// reachable, is "unavailable" as readers see it.
-    pub(crate) async fn send(
-        &self,
-        service: &str,
-        build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, ApiError> {
-        self.runtime.call(service, build).await.map_err(|e| {
-            tracing::warn!(%service, error = %e, "backend call failed");
-            match e {
-                CallError::NoProvider(_) | CallError::Unreachable { .. } => ApiError::unavailable(human(service)),
-            }
-        })
-    }
-
-    /// Sends a request to a provider of `service` and reads its JSON answer;
-    /// the service's own 4xx errors come back as they were.
-    async fn call<T: DeserializeOwned>(
-        &self,
-        service: &str,
-        build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
-    ) -> Result<T, ApiError> {
-        read(self.send(service, build).await?, human(service)).await
-    }
-
-    pub async fn students(&self) -> Result<Vec<Student>, ApiError> {
-        self.call(names::GRADING, |c, base| c.get(format!("{base}/students"))).await
-    }
-
-    pub async fn student(&self, id: i64) -> Result<Student, ApiError> {
-        self.call(names::GRADING, |c, base| c.get(format!("{base}/students/{id}"))).await.map_err(|e| no_student(id, e))
-    }
-
-    pub async fn add_grade(&self, id: i64, grade: &serde_json::Value) -> Result<Grade, ApiError> {
-        self.call(names::GRADING, |c, base| c.post(format!("{base}/students/{id}/grades")).json(grade)).await
-    }
-
-    pub async fn services(&self) -> Result<Vec<ServiceStatus>, ApiError> {
-        let response = self
-            .runtime
-            .client()
-            .get(format!("{}/services", self.registry_url))
-            .send()
-            .await
-            .map_err(|_| ApiError::unavailable("registry"))?;
-        read(response, "registry").await
-    }
-
-    pub async fn logs(&self, query: &str) -> Result<Vec<LogRecord>, ApiError> {
-        self.call(names::LOG, |c, base| c.get(format!("{base}/log?{query}"))).await
-    }
-}
-
-/// Grading's 404 for a student, said for the portal's readers.
-pub(crate) fn no_student(id: i64, e: ApiError) -> ApiError {
-    if e.status == 404 { ApiError::new(404, format!("There is no student with ID {id}.")) } else { e }
-}
-
-async fn read<T: DeserializeOwned>(response: reqwest::Response, what: &str) -> Result<T, ApiError> {
-    let status = response.status();
-    let body = response.bytes().await.map_err(|_| ApiError::unavailable(what))?;
-    interpret(status, &body, what)
-}
-
-/// A service's answer as the portal passes it on: its data, its own 4xx
-/// message, or "unavailable" for anything else.
-pub(crate) fn interpret<T: DeserializeOwned>(status: StatusCode, body: &[u8], what: &str) -> Result<T, ApiError> {
-    if status.is_success() {
-        return serde_json::from_slice(body)
-            .map_err(|e| ApiError::new(502, format!("The {what} gave an unreadable answer: {e}")));
-    }
-    if status.is_client_error() {
-        let body = serde_json::from_slice::<ErrorBody>(body)
-            .unwrap_or_else(|_| ErrorBody::new(format!("The {what} answered {status}")));
-        return Err(ApiError { status: status.as_u16(), error: body.error, field: body.field });
-    }
-    Err(ApiError::unavailable(what))
-}
 
 // ---- JSON API ---------------------------------------------------------------
 
@@ -155,13 +37,15 @@ async fn api_student(State(b): State<Backends>, Path(id): Path<String>) -> Resul
     Ok(Json(b.student(id).await?))
 }
 
+/// Checked by grading's own rules before it is forwarded, typed.
 async fn api_add_grade(
     State(b): State<Backends>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id)?;
-    Ok((StatusCode::CREATED, Json(b.add_grade(id, &body).await?)))
+    let grade = NewGrade::validate(&body).map_err(ApiError::invalid)?;
+    Ok((StatusCode::CREATED, Json(b.add_grade(id, &grade).await?)))
 }
 
 async fn api_services(State(b): State<Backends>) -> Result<Json<Vec<ServiceStatus>>, ApiError> {
@@ -174,15 +58,7 @@ async fn api_logs(State(b): State<Backends>, RawQuery(q): RawQuery) -> Result<Js
 
 /// Relays the log service's live tail.
 async fn api_log_stream(State(b): State<Backends>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
-    let q = q.unwrap_or_default();
-    let client = b.stream_client.clone();
-    let upstream = b.send(names::LOG, move |_, base| client.get(format!("{base}/log/stream?{q}"))).await?;
-    if !upstream.status().is_success() {
-        return Err(read::<()>(upstream, "log service")
-            .await
-            .err()
-            .unwrap_or_else(|| ApiError::unavailable("log service")));
-    }
+    let upstream = b.log_stream(q.unwrap_or_default()).await?;
     let mut response = axum::body::Body::from_stream(upstream.bytes_stream()).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -204,8 +80,11 @@ async fn form_add_grade(
 ) -> Response {
     let Ok(sid) = id.parse::<i64>() else { return ApiError::new(404, "There is no such student.").into_response() };
     let field = |k: &str| form.get(k).cloned().unwrap_or_default();
-    let body = serde_json::json!({ "Title": field("Title"), "Type": field("Type"), "Score": field("Score") });
-    match b.add_grade(sid, &body).await {
+    let added = match NewGrade::from_form(&field("Title"), &field("Type"), &field("Score")) {
+        Ok(grade) => b.add_grade(sid, &grade).await,
+        Err(refused) => Err(ApiError::invalid(refused)),
+    };
+    match added {
         Ok(_) => Redirect::to(&format!("/students/{sid}")).into_response(),
         Err(e) if e.status == 404 => e.into_response(),
         Err(e) => Redirect::to(&format!(
@@ -255,8 +134,8 @@ pub fn router(options: LeptosOptions, backends: Backends) -> Router {
         )
         .fallback(leptos_axum::file_and_error_handler(shell))
         .with_state(options)
-        .layer(axum::middleware::from_fn_with_state(backends, page_cache::serve_cached));
-    gradebook::http::finish_api(api, 64 * 1024).merge(pages)
+        .layer(axum::middleware::from_fn_with_state((backends, PageCache::default()), page_cache::serve_cached));
+    gradebook_runtime::http::finish_api(api, 64 * 1024).merge(pages)
 }
 
 /// Serves the portal, registered as `Portal`, until `shutdown`.
@@ -268,7 +147,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let backends = Backends::new(runtime.clone(), registry_url);
-    gradebook::runtime::serve(listener, runtime, router(options, backends), shutdown).await
+    gradebook_runtime::serve(listener, runtime, router(options, backends), shutdown).await
 }
 
 #[cfg(test)]
@@ -276,8 +155,11 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
+    use std::time::Duration;
+
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
+    use gradebook_shared::names;
     use gradebook_shared::registry::PatchEntry;
     use tower::ServiceExt;
 
@@ -285,7 +167,7 @@ mod tests {
 
     /// A portal whose registry is unreachable, knowing only `providers`.
     fn portal_knowing(providers: &[PatchEntry]) -> Router {
-        let spec = gradebook::runtime::ServiceSpec::new(names::PORTAL, "http://127.0.0.1:9");
+        let spec = gradebook_runtime::ServiceSpec::new(names::PORTAL, "http://127.0.0.1:9");
         let runtime = Runtime::new(spec, "127.0.0.1:5005".parse().unwrap());
         runtime.providers().merge(providers);
         let options = LeptosOptions::builder().output_name("gradebook").build();

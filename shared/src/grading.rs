@@ -82,16 +82,45 @@ pub fn field_error(field: &str, message: impl Into<String>) -> ErrorBody {
 }
 
 impl NewGrade {
-    /// Checks a submitted grade given as loose JSON, so that every problem is
+    /// Checks a submitted grade given as JSON, so that every problem is
     /// reported with the field it concerns (serde's own messages do not).
+    /// `Score` is a JSON number, as in the original design.
     pub fn validate(body: &serde_json::Value) -> Result<NewGrade, ErrorBody> {
         let obj =
             body.as_object().ok_or_else(|| ErrorBody::new("expected a JSON object with Title, Type and Score"))?;
-        let title = match obj.get("Title") {
-            Some(serde_json::Value::String(s)) => s.trim(),
-            Some(_) => return Err(field_error("Title", "Title must be a string")),
-            None => return Err(field_error("Title", "Title is required")),
+        let text = |field: &str, hint: &str| match obj.get(field) {
+            Some(serde_json::Value::String(s)) => Ok(s.as_str()),
+            Some(_) => Err(field_error(field, format!("{field} must be a string{hint}"))),
+            None => Err(field_error(field, format!("{field} is required"))),
         };
+        let title = text("Title", "")?;
+        let kind = text("Type", ": Quiz, Test, Exam or Homework")?;
+        let score = match obj.get("Score") {
+            Some(serde_json::Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+            Some(serde_json::Value::String(s)) => {
+                return Err(field_error("Score", format!("Score must be a JSON number, not a string (got {s:?})")));
+            }
+            Some(_) => return Err(field_error("Score", "Score must be a number")),
+            None => return Err(field_error("Score", "Score is required")),
+        };
+        Self::check(title, kind, score)
+    }
+
+    /// Checks a grade typed into a form, where every field is text.
+    pub fn from_form(title: &str, kind: &str, score: &str) -> Result<NewGrade, ErrorBody> {
+        let score = score.trim();
+        if score.is_empty() {
+            return Err(field_error("Score", "Score is required"));
+        }
+        let score = score
+            .parse::<f64>()
+            .map_err(|_| field_error("Score", format!("Score must be a number (got {score:?})")))?;
+        Self::check(title, kind, score)
+    }
+
+    /// The rules themselves, shared by both ways in.
+    fn check(title: &str, kind: &str, score: f64) -> Result<NewGrade, ErrorBody> {
+        let title = title.trim();
         let chars = title.chars().count();
         if chars == 0 {
             return Err(field_error("Title", "Title must not be empty"));
@@ -99,23 +128,9 @@ impl NewGrade {
         if chars > TITLE_MAX_CHARS {
             return Err(field_error("Title", format!("Title must be at most {TITLE_MAX_CHARS} characters")));
         }
-        let kind = match obj.get("Type") {
-            Some(serde_json::Value::String(s)) => s.parse::<GradeType>().map_err(|_| {
-                field_error("Type", format!("Type must be one of Quiz, Test, Exam, Homework (got {s:?})"))
-            })?,
-            Some(_) => return Err(field_error("Type", "Type must be a string: Quiz, Test, Exam or Homework")),
-            None => return Err(field_error("Type", "Type is required")),
-        };
-        let score = match obj.get("Score") {
-            Some(serde_json::Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
-            // Forms and hand-written clients send numbers as strings.
-            Some(serde_json::Value::String(s)) => s
-                .trim()
-                .parse::<f64>()
-                .map_err(|_| field_error("Score", format!("Score must be a number (got {s:?})")))?,
-            Some(_) => return Err(field_error("Score", "Score must be a number")),
-            None => return Err(field_error("Score", "Score is required")),
-        };
+        let kind = kind.parse::<GradeType>().map_err(|_| {
+            field_error("Type", format!("Type must be one of Quiz, Test, Exam, Homework (got {kind:?})"))
+        })?;
         if !score.is_finite() || !(0.0..=100.0).contains(&score) {
             return Err(field_error("Score", "Score must be a number from 0 to 100"));
         }
@@ -200,12 +215,35 @@ mod tests {
             (json!({"Title": "a", "Type": "Quiz", "Score": -1}), "Score"),
             (json!({"Title": "a", "Type": "Quiz", "Score": "NaN"}), "Score"),
             (json!({"Title": "a", "Type": "Quiz", "Score": "lots"}), "Score"),
+            (json!({"Title": "a", "Type": "Quiz", "Score": "50"}), "Score"),
             (json!({"Title": "a", "Type": "Quiz"}), "Score"),
         ];
         for (body, field) in cases {
             let err = NewGrade::validate(&body).unwrap_err();
             assert_eq!(err.field.as_deref(), Some(field), "{body}");
         }
+    }
+
+    #[test]
+    fn a_form_grade_is_checked_by_the_same_rules_with_its_score_parsed() {
+        let g = NewGrade::from_form(" Quiz 3 ", "Quiz", " 90.5 ").unwrap();
+        assert_eq!(g, NewGrade { title: "Quiz 3".into(), kind: GradeType::Quiz, score: 90.5 });
+        for (title, kind, score, field) in [
+            ("", "Quiz", "1", "Title"),
+            ("a", "Essay", "1", "Type"),
+            ("a", "Quiz", "", "Score"),
+            ("a", "Quiz", "x", "Score"),
+            ("a", "Quiz", "101", "Score"),
+        ] {
+            let err = NewGrade::from_form(title, kind, score).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some(field), "{title:?} {kind:?} {score:?}");
+        }
+    }
+
+    #[test]
+    fn a_new_grade_is_sent_with_a_numeric_score() {
+        let g = NewGrade { title: "Quiz".into(), kind: GradeType::Quiz, score: 90.0 };
+        assert_eq!(serde_json::to_value(&g).unwrap(), json!({"Title": "Quiz", "Type": "Quiz", "Score": 90}));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
-use gradebook::runtime::ServiceSpec;
+use gradebook_runtime::ServiceSpec;
 use gradebook_tests::plain::PlainService;
 use gradebook_tests::process::{Proc, wait_listening};
 use gradebook_tests::{TestService, eventually, free_port};

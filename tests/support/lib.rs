@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use gradebook::registry::{self, Registry};
-use gradebook::runtime::{Runtime, ServiceSpec};
+use gradebook_runtime::{Runtime, ServiceSpec};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -163,7 +163,7 @@ impl TestService {
         let (server, addr) = Isolated::start(addr, move |listener, shutdown| async move {
             let runtime = Runtime::new(spec, listener.local_addr().unwrap());
             tx.send(runtime.clone()).unwrap();
-            gradebook::runtime::serve(listener, runtime, app, shutdown).await.unwrap();
+            gradebook_runtime::serve(listener, runtime, app, shutdown).await.unwrap();
         });
         let runtime = rx.recv().unwrap();
         Self { url: runtime.url().to_owned(), runtime, addr, server }

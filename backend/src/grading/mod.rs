@@ -27,8 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use db::Db;
 
-use crate::http::{ApiJson, error_response, finish_router};
-use crate::runtime::Runtime;
+use gradebook_runtime::Runtime;
+use gradebook_runtime::http::{ApiJson, error_response, finish_router};
 
 /// Largest request body.
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -149,7 +149,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let db = state.db.clone();
-    let served = crate::runtime::serve(listener, runtime, router(state), shutdown).await;
+    let served = gradebook_runtime::serve(listener, runtime, router(state), shutdown).await;
     db.close().await;
     served
 }

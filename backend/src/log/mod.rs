@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use store::{Store, StoreConfig};
 
-use crate::http::{error_response, finish_router};
-use crate::runtime::Runtime;
+use gradebook_runtime::Runtime;
+use gradebook_runtime::http::{error_response, finish_router};
 
 /// Largest `POST /log` body.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -79,7 +79,7 @@ pub fn router(store: Store) -> Router {
     // span, which would cost more than the work (and every service's logs
     // would otherwise echo here once more).
     let ingest = Router::new().route("/log", post(ingest)).with_state(store);
-    finish_router(api, BODY_LIMIT).merge(crate::http::untraced(ingest, BODY_LIMIT))
+    finish_router(api, BODY_LIMIT).merge(gradebook_runtime::http::untraced(ingest, BODY_LIMIT))
 }
 
 /// Serves the log service, registered as `LogService`, until `shutdown`;
@@ -93,7 +93,7 @@ pub async fn serve(
     let (store, closer) = Store::open(config.clone())
         .map_err(|e| anyhow::anyhow!("cannot open the log in {}: {e}", config.dir.display()))?;
     tracing::info!(dir = %config.dir.display(), "log store open");
-    let served = crate::runtime::serve(listener, runtime, router(store), shutdown).await;
+    let served = gradebook_runtime::serve(listener, runtime, router(store), shutdown).await;
     // Everything acknowledged reaches the disk before we exit.
     let _ = tokio::task::spawn_blocking(move || closer.close()).await;
     Ok(served?)

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use gradebook_shared::log::{LogRecord, NewLogRecord};
 use tokio::sync::broadcast;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoreConfig {
     pub dir: PathBuf,
     /// Rotate the current file once it would grow past this.
@@ -191,7 +191,7 @@ impl Store {
                 service: r.service,
                 level: r.level,
                 message: r.message,
-                timestamp: r.timestamp.unwrap_or_else(now_rfc3339),
+                timestamp: r.timestamp.unwrap_or_else(gradebook_runtime::time::now_rfc3339),
                 fields: r.fields,
             });
             mem.next_seq += 1;
@@ -343,8 +343,4 @@ fn rotate(disk: &mut Disk, config: &StoreConfig) -> std::io::Result<()> {
     disk.file = OpenOptions::new().create(true).append(true).open(dir.join(CURRENT))?;
     disk.size = 0;
     Ok(())
-}
-
-pub fn now_rfc3339() -> String {
-    crate::registry::table::rfc3339(std::time::SystemTime::now())
 }

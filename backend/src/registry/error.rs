@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use gradebook_shared::ErrorBody;
 
-use crate::http::error_response;
+use gradebook_runtime::http::error_response;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {

@@ -11,11 +11,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
+use gradebook_runtime::time::rfc3339;
 use gradebook_shared::registry::{HealthState, Patch, PatchEntry, Registration, ServiceStatus};
 use tokio::time::Instant;
 
 /// How health checks behave. Defaults are the documented ones.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     /// Time between probes of a healthy service.
     pub interval: Duration,
@@ -34,17 +35,22 @@ pub struct Policy {
     pub warmup: Duration,
 }
 
+impl Policy {
+    /// The documented defaults (the flags of `gradebook registry` read them here).
+    pub const DEFAULT: Policy = Policy {
+        interval: Duration::from_millis(500),
+        timeout: Duration::from_millis(500),
+        retry_interval: Duration::from_millis(100),
+        failure_threshold: 3,
+        recovery_threshold: 2,
+        retention: Duration::from_secs(60),
+        warmup: Duration::from_secs(2),
+    };
+}
+
 impl Default for Policy {
     fn default() -> Self {
-        Self {
-            interval: Duration::from_millis(500),
-            timeout: Duration::from_millis(500),
-            retry_interval: Duration::from_millis(100),
-            failure_threshold: 3,
-            recovery_threshold: 2,
-            retention: Duration::from_secs(60),
-            warmup: Duration::from_secs(2),
-        }
+        Self::DEFAULT
     }
 }
 
@@ -126,14 +132,6 @@ impl Table {
 
     pub fn get(&self, url: &str) -> Option<&Entry> {
         self.entries.get(url)
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 
     pub fn register(&mut self, reg: Registration) -> Registered {
@@ -418,10 +416,6 @@ impl Table {
     }
 }
 
-pub fn rfc3339(t: SystemTime) -> String {
-    time::OffsetDateTime::from(t).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-}
-
 impl Entry {
     pub fn heartbeat_url(&self) -> &str {
         &self.reg.heartbeat_url
@@ -565,7 +559,7 @@ mod tests {
         let (mut t, _) = settled();
         let again = t.register(reg("LogService", "http://log", &[]));
         assert!(!again.is_new);
-        assert_eq!(t.len(), 2);
+        assert_eq!(t.statuses(Instant::now()).len(), 2);
         assert_eq!(t.providers("LogService").len(), 1);
     }
 

@@ -14,7 +14,7 @@ pub use students::StudentsPage;
 
 use leptos::prelude::*;
 
-use crate::api::ApiError;
+use crate::error::ApiError;
 
 /// Sets the status of the server's answer (no-op in the browser).
 pub fn set_status(status: u16) {

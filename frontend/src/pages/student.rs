@@ -11,7 +11,8 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 use serde::{Deserialize, Serialize};
 
 use super::{Problem, percent, score};
-use crate::api::{Api, ApiError, add_grade};
+use crate::api::{Api, add_grade};
+use crate::error::ApiError;
 
 #[component]
 pub fn StudentPage() -> impl IntoView {
@@ -84,7 +85,7 @@ fn GradeBook(student: Student, form: FormState) -> impl IntoView {
         ev.prevent_default();
         pending.set(true);
         spawn_local(async move {
-            match add_grade(id, title.get_untracked(), kind.get_untracked(), points.get_untracked()).await {
+            match add_grade(id, &title.get_untracked(), &kind.get_untracked(), &points.get_untracked()).await {
                 Ok(_) => {
                     title.set(String::new());
                     points.set(String::new());

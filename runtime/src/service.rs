@@ -3,9 +3,6 @@
 //! session connection so its crash is noticed at once, keeps a provider cache
 //! fed by patches, and on shutdown deregisters exactly once before draining.
 
-pub mod logship;
-mod providers;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -18,7 +15,8 @@ use gradebook_shared::registry::{Patch, Registration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use providers::{NoProvider, Providers};
+use crate::logship;
+use crate::providers::{NoProvider, Providers};
 
 use crate::http::ApiJson;
 
@@ -48,6 +46,8 @@ pub struct ServiceSpec {
 }
 
 impl ServiceSpec {
+    pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
     pub fn new(name: impl Into<String>, registry_url: impl Into<String>) -> Self {
         Self {
             name: name.into(),
@@ -55,7 +55,7 @@ impl ServiceSpec {
             required: vec![],
             registry_url: registry_url.into(),
             token: None,
-            call_timeout: Duration::from_secs(5),
+            call_timeout: Self::DEFAULT_CALL_TIMEOUT,
             session: true,
             logs: None,
         }

@@ -201,7 +201,7 @@ impl<S: tracing::Subscriber> Layer<S> for ShipLayer {
             service: self.buffer.inner.service.clone(),
             level,
             message: visitor.message,
-            timestamp: Some(crate::log::store::now_rfc3339()),
+            timestamp: Some(crate::time::now_rfc3339()),
             fields: (!visitor.fields.is_empty()).then_some(visitor.fields),
         });
     }

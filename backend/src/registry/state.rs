@@ -1,0 +1,263 @@
+//! The registry's one owner of state: the table of registrations and the
+//! handles on each registration's background tasks, behind a single lock.
+//!
+//! Every change of membership (register, deregister, forget) updates the
+//! table and the task map in the same critical section, so no interleaving
+//! can leave an entry without its prober and deliverer, or tasks running for
+//! an entry that is gone.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use gradebook_runtime::logship::{Destination, LogBuffer};
+use gradebook_shared::registry::{Patch, PatchEntry, Registration, ServiceStatus};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::table::{Table, Transition};
+use super::tasks::{self, Handles};
+use super::{Config, RegistryError};
+
+/// The registry's shared state: cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    state: Mutex<State>,
+    client: reqwest::Client,
+    shutdown: CancellationToken,
+}
+
+struct State {
+    table: Table,
+    /// The background tasks of each registration in `table`, by URL.
+    tasks: HashMap<String, Handles>,
+}
+
+impl State {
+    fn poke(&self, url: &str) {
+        if let Some(h) = self.tasks.get(url) {
+            h.deliver.notify_one();
+        }
+    }
+
+    fn poke_dependents(&self, name: &str) {
+        for url in self.table.dependents_of(name) {
+            self.poke(&url);
+        }
+        let (passing, critical) = self.table.counts();
+        metrics::gauge!("gradebook_registry_services", "state" => "passing").set(passing as f64);
+        metrics::gauge!("gradebook_registry_services", "state" => "critical").set(critical as f64);
+    }
+
+    fn stop_tasks(&mut self, url: &str) {
+        if let Some(h) = self.tasks.remove(url) {
+            h.cancel.cancel();
+        }
+    }
+}
+
+/// What the deliverer of one registration needs for its next send.
+pub(super) struct PendingPatch {
+    pub patch: Patch,
+    pub generation: u64,
+    pub update_url: String,
+}
+
+impl Registry {
+    /// A registry whose background tasks stop when `shutdown` is cancelled.
+    pub fn new(config: Config, shutdown: CancellationToken) -> Self {
+        // Every probe and patch sets its own deadline.
+        let client = gradebook_runtime::http::open_ended_client(config.policy.timeout);
+        let table = Table::new(config.policy.clone(), Instant::now());
+        let registry = Self {
+            inner: Arc::new(Inner {
+                config,
+                state: Mutex::new(State { table, tasks: HashMap::new() }),
+                client,
+                shutdown,
+            }),
+        };
+        registry.spawn_warmup_end();
+        registry
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the table half-updated
+        // in a way later readers would trip on, so poisoning is ignored.
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub(super) fn client(&self) -> &reqwest::Client {
+        &self.inner.client
+    }
+
+    pub(super) fn shutdown(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    /// Ships the registry's own logs to the log services it knows.
+    pub fn ship_logs(&self, buffer: LogBuffer) {
+        let registry = self.clone();
+        let destination: Destination = Arc::new(move || {
+            let mut urls: Vec<String> =
+                registry.providers(gradebook_shared::names::LOG).into_iter().map(|p| p.url).collect();
+            rand::seq::SliceRandom::shuffle(urls.as_mut_slice(), &mut rand::rng());
+            urls
+        });
+        let client = gradebook_runtime::http::client(Duration::from_secs(5));
+        tokio::spawn(buffer.ship(destination, client, self.inner.shutdown.clone()));
+    }
+
+    pub fn statuses(&self) -> Vec<ServiceStatus> {
+        self.state().table.statuses(Instant::now())
+    }
+
+    pub fn providers(&self, name: &str) -> Vec<PatchEntry> {
+        self.state().table.providers(name)
+    }
+
+    /// Registers (or re-registers) a service, delivers its first patch and
+    /// returns the providers it requires.
+    pub async fn register(&self, reg: Registration) -> Result<Patch, RegistryError> {
+        super::validate::registration(&reg, self.inner.config.allow_foreign_urls)?;
+        let url = reg.service_url.clone();
+        tracing::info!(service = %reg.service_name, %url, required = ?reg.required_services, "registered");
+        let generation = {
+            let mut state = self.state();
+            let outcome = state.table.register(reg);
+            if outcome.is_new {
+                let handles = tasks::spawn(self, &url);
+                if let Some(old) = state.tasks.insert(url.clone(), handles) {
+                    old.cancel.cancel();
+                }
+            }
+            for name in &outcome.changed_names {
+                state.poke_dependents(name);
+            }
+            outcome.generation
+        };
+        // Clients of the original look their providers up right after
+        // registering, so the first patch goes out before we answer.
+        tasks::deliver(self, &url).await;
+        let mut state = self.state();
+        let providers = state.table.providers_for(&url);
+        state.table.answered(&url, generation, &providers);
+        state.poke(&url);
+        Ok(Patch { added: providers, removed: vec![] })
+    }
+
+    pub fn deregister(&self, url: &str) -> Result<(), RegistryError> {
+        let url = url.trim();
+        let mut state = self.state();
+        let entry = state.table.deregister(url).ok_or_else(|| RegistryError::UnknownService(url.to_owned()))?;
+        state.stop_tasks(url);
+        state.poke_dependents(entry.name());
+        tracing::info!(service = %entry.name(), %url, "deregistered");
+        Ok(())
+    }
+
+    /// A session of `url` opened: returns the registration it belongs to.
+    pub(super) fn session_opened(&self, url: &str) -> Result<u64, RegistryError> {
+        let mut state = self.state();
+        let generation =
+            state.table.get(url).map(|e| e.generation).ok_or_else(|| RegistryError::UnknownService(url.to_owned()))?;
+        state.table.session_opened(url);
+        Ok(generation)
+    }
+
+    /// A session of `url` closed without a deregistration: probe it now.
+    pub(super) fn session_lost(&self, url: &str, generation: u64) {
+        let state = &mut *self.state();
+        if state.table.session_lost(url, generation) {
+            tracing::debug!(%url, "session lost: probing now");
+            if let Some(h) = state.tasks.get(url) {
+                h.probe_now.notify_one();
+            }
+        }
+    }
+
+    /// How long the prober of `url` waits, or None when it should stop.
+    pub(super) fn next_probe_delay(&self, url: &str) -> Option<Duration> {
+        self.state().table.next_probe_delay(url)
+    }
+
+    /// What to probe for `url`, and for which registration of it.
+    pub(super) fn probe_target(&self, url: &str) -> Option<(String, u64)> {
+        self.state().table.get(url).map(|e| (e.heartbeat_url().to_owned(), e.generation))
+    }
+
+    /// Records a probe and acts on the change it causes.
+    pub(super) fn probe_result(&self, url: &str, generation: u64, outcome: Result<Duration, String>) {
+        let mut state = self.state();
+        let Some(transition) = state.table.probe_result(url, generation, outcome, Instant::now()) else { return };
+        match transition {
+            Transition::Removed { name, cause, silent_for } => {
+                tracing::warn!(service = %name, %url, %cause, "removed: service is critical");
+                let via = if cause.starts_with("session") { "session" } else { "probes" };
+                metrics::counter!("gradebook_registry_removals_total", "via" => via).increment(1);
+                metrics::histogram!("gradebook_registry_detection_seconds", "via" => via)
+                    .record(silent_for.as_secs_f64());
+                state.poke_dependents(&name);
+            }
+            Transition::Recovered { name } => {
+                tracing::info!(service = %name, %url, "recovered: heartbeat answers again, re-added");
+                metrics::counter!("gradebook_registry_recoveries_total").increment(1);
+                state.poke_dependents(&name);
+                // It may have missed changes while it was down.
+                state.poke(url);
+            }
+            Transition::Forgotten { name } => {
+                tracing::info!(service = %name, %url, "forgotten: critical for longer than the retention");
+                state.stop_tasks(url);
+            }
+        }
+    }
+
+    /// The patch `url` needs next, if any.
+    pub(super) fn next_patch(&self, url: &str) -> Option<PendingPatch> {
+        let state = self.state();
+        let (patch, generation) = state.table.next_patch(url, Instant::now())?;
+        let update_url = state.table.get(url)?.update_url().to_owned();
+        Some(PendingPatch { patch, generation, update_url })
+    }
+
+    pub(super) fn delivered(&self, url: &str, sent: &PendingPatch) {
+        self.state().table.delivered(url, sent.generation, &sent.patch);
+    }
+
+    pub(super) fn delivery_failed(&self, url: &str, sent: &PendingPatch) {
+        self.state().table.delivery_failed(url, sent.generation, &sent.patch);
+    }
+
+    /// The lock that keeps sends to `url` one at a time, while it is registered.
+    pub(super) fn send_lock(&self, url: &str) -> Option<Arc<tokio::sync::Mutex<()>>> {
+        self.state().tasks.get(url).map(|h| h.send_lock.clone())
+    }
+
+    /// After the warm-up, removals held back for providers that never came
+    /// back are sent.
+    fn spawn_warmup_end(&self) {
+        let registry = self.clone();
+        let warmup = self.inner.config.policy.warmup;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(warmup) => {
+                    let state = registry.state();
+                    for url in state.table.all_dependents() {
+                        state.poke(&url);
+                    }
+                }
+                _ = registry.inner.shutdown.cancelled() => {}
+            }
+        });
+    }
+}
