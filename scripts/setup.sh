@@ -59,6 +59,8 @@ portal() {
 
 browser() {
   apt_install chromium chromium-driver
+  # The original Go program, for the interop tests (tests/browser/interop.test.mjs).
+  apt_install golang-go
 }
 
 case "$what" in

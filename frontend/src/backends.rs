@@ -98,11 +98,13 @@ impl Backends {
             .send()
             .await
             .map_err(|_| ApiError::unavailable("registry"))?;
-        read(response, "registry").await
+        read(response, "registry").await.map_err(|e| original_cannot(e, NO_SERVICE_LIST))
     }
 
     pub async fn logs(&self, query: &str) -> Result<Vec<LogRecord>, ApiError> {
-        self.call(names::LOG, |c, base| c.get(format!("{base}/log?{query}"))).await
+        self.call(names::LOG, |c, base| c.get(format!("{base}/log?{query}")))
+            .await
+            .map_err(|e| original_cannot(e, NO_LOG_QUERIES))
     }
 
     /// The log service's live tail, as its streaming answer.
@@ -110,13 +112,25 @@ impl Backends {
         let client = self.stream_client.clone();
         let upstream = self.send(names::LOG, move |_, base| client.get(format!("{base}/log/stream?{query}"))).await?;
         if !upstream.status().is_success() {
-            return Err(read::<()>(upstream, human(names::LOG))
-                .await
-                .err()
-                .unwrap_or_else(|| ApiError::unavailable(human(names::LOG))));
+            let refused = read::<()>(upstream, human(names::LOG)).await.err();
+            return Err(original_cannot(
+                refused.unwrap_or_else(|| ApiError::unavailable(human(names::LOG))),
+                NO_LOG_QUERIES,
+            ));
         }
         Ok(upstream)
     }
+}
+
+const NO_SERVICE_LIST: &str =
+    "This registry does not list its services: it speaks only the original protocol (registration and patches).";
+const NO_LOG_QUERIES: &str =
+    "This log service does not answer queries: it speaks only the original protocol (it stores what it is sent).";
+
+/// A service of the original design has no route for what ours can list or
+/// query (it answers 404 or 405): say so, rather than "something went wrong".
+fn original_cannot(e: ApiError, what: &str) -> ApiError {
+    if matches!(e.status, 404 | 405) { ApiError::new(501, what) } else { e }
 }
 
 /// Grading's 404 for a student, said for the portal's readers.

@@ -95,6 +95,11 @@ pub fn untraced(router: Router, body_limit: usize) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
 }
 
+/// Marks an error answer that must reach the client exactly as it is (for
+/// example the original protocol's bodiless 404), not be given a JSON body.
+#[derive(Debug, Clone, Copy)]
+pub struct AsIs;
+
 /// Turns the plain-text error answers of axum's extractors (a query string
 /// that does not parse, a body over the limit, ...) into JSON ones, so every
 /// error a client sees has the same shape.
@@ -105,7 +110,10 @@ async fn json_errors(response: Response) -> Response {
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+    if !(status.is_client_error() || status.is_server_error())
+        || is_json
+        || response.extensions().get::<AsIs>().is_some()
+    {
         return response;
     }
     let (parts, body) = response.into_parts();

@@ -4,8 +4,13 @@
 //! discovery. While none is reachable, records wait in a bounded buffer; on
 //! overflow the oldest are dropped, and how many is itself logged once
 //! delivery resumes.
+//!
+//! A log service of the original design takes only text: one line per POST,
+//! `[Service] - message`. Each destination is asked once whether it answers
+//! queries (ours does, the original's answers 404/405); the original's then
+//! gets its own text lines, one per record.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -130,6 +135,7 @@ impl LogBuffer {
     /// Delivers queued records until `cancel`, then makes a last attempt
     /// (bounded by `client`'s timeout) to deliver what remains.
     pub async fn ship(self, destination: Destination, client: reqwest::Client, cancel: CancellationToken) {
+        let mut formats = Formats::default();
         let mut backoff = Duration::from_millis(100);
         loop {
             let cancelled = tokio::select! {
@@ -137,7 +143,7 @@ impl LogBuffer {
                 _ = self.inner.wake.notified() => false,
                 _ = tokio::time::sleep(Duration::from_millis(100)) => false,
             };
-            match self.deliver_all(&destination, &client).await {
+            match self.deliver_all(&destination, &client, &mut formats).await {
                 Ok(()) => backoff = Duration::from_millis(100),
                 Err(()) if !cancelled => {
                     tokio::select! {
@@ -149,18 +155,27 @@ impl LogBuffer {
                 Err(()) => {}
             }
             if cancelled || cancel.is_cancelled() {
-                let _ = self.deliver_all(&destination, &client).await;
+                let _ = self.deliver_all(&destination, &client, &mut formats).await;
                 return;
             }
         }
     }
 
-    async fn deliver_all(&self, destination: &Destination, client: &reqwest::Client) -> Result<(), ()> {
+    async fn deliver_all(
+        &self,
+        destination: &Destination,
+        client: &reqwest::Client,
+        formats: &mut Formats,
+    ) -> Result<(), ()> {
         while let Some((batch, last, dropped)) = self.next_batch() {
             let mut sent = false;
             for base in destination() {
-                let r = client.post(format!("{base}/log")).json(&batch).send().await;
-                if r.is_ok_and(|r| r.status().is_success()) {
+                let delivered = match formats.of(client, &base).await {
+                    Some(Format::Json) => post(client.post(format!("{base}/log")).json(&batch)).await,
+                    Some(Format::Text) => deliver_as_text(client, &base, &batch).await,
+                    None => false,
+                };
+                if delivered {
                     sent = true;
                     break;
                 }
@@ -172,6 +187,69 @@ impl LogBuffer {
         }
         Ok(())
     }
+}
+
+/// What a log service takes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Format {
+    /// Ours: batches of JSON records.
+    Json,
+    /// The original design's: one text line per POST.
+    Text,
+}
+
+/// The format of each destination, asked once.
+#[derive(Default)]
+struct Formats(HashMap<String, Format>);
+
+impl Formats {
+    /// None when the destination cannot be reached right now.
+    async fn of(&mut self, client: &reqwest::Client, base: &str) -> Option<Format> {
+        if let Some(format) = self.0.get(base) {
+            return Some(*format);
+        }
+        let status = client.get(format!("{base}/log?limit=1")).send().await.ok()?.status();
+        let format = match status {
+            reqwest::StatusCode::NOT_FOUND | reqwest::StatusCode::METHOD_NOT_ALLOWED => Format::Text,
+            _ => Format::Json,
+        };
+        if format == Format::Text {
+            tracing::info!(log_service = %base, "the log service takes only text; shipping text lines");
+        }
+        self.0.insert(base.to_owned(), format);
+        Some(format)
+    }
+}
+
+async fn post(request: reqwest::RequestBuilder) -> bool {
+    request.send().await.is_ok_and(|r| r.status().is_success())
+}
+
+/// One POST per record. A failure part-way retries the whole batch, so the
+/// original's log may see a line twice, never lose one.
+async fn deliver_as_text(client: &reqwest::Client, base: &str, batch: &[NewLogRecord]) -> bool {
+    for record in batch {
+        let line = text_line(record);
+        let request = client.post(format!("{base}/log")).header(reqwest::header::CONTENT_TYPE, "text/plain").body(line);
+        if !post(request).await {
+            return false;
+        }
+    }
+    true
+}
+
+/// `[Service] - message key=value ...`: the original's line, with the
+/// structured fields after the message so nothing is lost.
+fn text_line(record: &NewLogRecord) -> String {
+    let mut line = format!("[{}] - {}", record.service, record.message);
+    for (key, value) in record.fields.iter().flatten() {
+        match value {
+            serde_json::Value::String(s) => line.push_str(&format!(" {key}={s}")),
+            v => line.push_str(&format!(" {key}={v}")),
+        }
+    }
+    // A record is one line there, whatever its message holds.
+    line.replace(['\n', '\r'], " ")
 }
 
 struct ShipLayer {
@@ -269,6 +347,15 @@ mod tests {
         buffer.delivered(last, dropped);
         assert!(buffer.is_empty());
         assert_eq!(buffer.dropped(), 0);
+    }
+
+    #[test]
+    fn a_record_for_the_original_log_service_is_one_line_with_its_fields() {
+        let mut fields = serde_json::Map::new();
+        fields.insert("n".into(), 3.into());
+        fields.insert("url".into(), "http://127.0.0.1:1".into());
+        let r = NewLogRecord { fields: Some(fields), ..record("two\nlines") };
+        assert_eq!(text_line(&r), "[T] - two lines n=3 url=http://127.0.0.1:1");
     }
 
     #[test]

@@ -206,8 +206,13 @@ impl Runtime {
             let body = response.text().await.unwrap_or_default();
             return Err(format!("registry answered {status}: {body}"));
         }
-        let patch: Patch = response.json().await.map_err(|e| format!("unreadable registration answer: {e}"))?;
-        self.inner.providers.merge(&patch.added);
+        // Our registry answers with the providers; the original's answers 200
+        // with an empty body (it has POSTed them to our update URL already).
+        // Either way we are registered.
+        let body = response.bytes().await.unwrap_or_default();
+        if let Ok(patch) = serde_json::from_slice::<Patch>(&body) {
+            self.inner.providers.merge(&patch.added);
+        }
         Ok(())
     }
 
@@ -225,8 +230,7 @@ impl Runtime {
             r = self.with_token(req).send() => r,
         };
         match response {
-            Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => SessionEnd::NotRegistered,
-            Ok(r) => SessionEnd::Lost(format!("registry ended the session ({})", r.status())),
+            Ok(r) => SessionEnd::answered(r).await,
             Err(e) => SessionEnd::Lost(crate::http::describe(&e)),
         }
     }
@@ -278,6 +282,15 @@ impl Runtime {
                         tracing::warn!("the registry has forgotten this service; registering again");
                         continue 'register;
                     }
+                    SessionEnd::Unsupported(status) => {
+                        // A registry of the original design: its probes alone
+                        // watch us. Registering again would only add a
+                        // duplicate there, so ask for a session now and then.
+                        tracing::info!(%status, "the registry holds no sessions; relying on its probes");
+                        if !sleep(SESSION_RETRY).await {
+                            return;
+                        }
+                    }
                     SessionEnd::Lost(why) => {
                         if started.elapsed() > MAX_BACKOFF {
                             tracing::warn!(%why, "lost the registry session; reconnecting");
@@ -314,10 +327,37 @@ impl Runtime {
     }
 }
 
+/// How often a service whose registry holds no sessions asks again.
+const SESSION_RETRY: Duration = Duration::from_secs(60);
+
 enum SessionEnd {
     Shutdown,
+    /// Our registry does not know this service (any more).
     NotRegistered,
+    /// The registry has no sessions at all (the original design's).
+    Unsupported(reqwest::StatusCode),
     Lost(String),
+}
+
+impl SessionEnd {
+    /// What the registry's answer to a session means. Ours says a service is
+    /// unknown with a JSON 404; a registry without `/sessions` answers a
+    /// plain 404 (or 405, 501).
+    async fn answered(response: reqwest::Response) -> Self {
+        let status = response.status();
+        let is_json = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        match status {
+            reqwest::StatusCode::NOT_FOUND if is_json => SessionEnd::NotRegistered,
+            reqwest::StatusCode::NOT_FOUND
+            | reqwest::StatusCode::METHOD_NOT_ALLOWED
+            | reqwest::StatusCode::NOT_IMPLEMENTED => SessionEnd::Unsupported(status),
+            _ => SessionEnd::Lost(format!("registry ended the session ({status})")),
+        }
+    }
 }
 
 async fn receive_patch(State(rt): State<Runtime>, ApiJson(patch): ApiJson<Patch>) -> Json<serde_json::Value> {

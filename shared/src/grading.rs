@@ -50,8 +50,10 @@ pub struct Grade {
     pub id: i64,
     #[serde(rename = "Title")]
     pub title: String,
+    /// As stored. Ours stores only the [`GradeType`]s, but a grading service
+    /// of the original design stores any text, and readers show it as it is.
     #[serde(rename = "Type")]
-    pub kind: GradeType,
+    pub kind: String,
     #[serde(rename = "Score", serialize_with = "score")]
     pub score: f64,
 }
@@ -155,6 +157,12 @@ pub struct Student {
 }
 
 impl Student {
+    /// The average as sent, or computed from the grades when the sender
+    /// leaves it out (the original's grading service does).
+    pub fn mean(&self) -> Option<f64> {
+        self.average.or_else(|| Self::average_of(&self.grades))
+    }
+
     pub fn average_of(grades: &[Grade]) -> Option<f64> {
         if grades.is_empty() { None } else { Some(grades.iter().map(|g| g.score).sum::<f64>() / grades.len() as f64) }
     }
@@ -244,6 +252,15 @@ mod tests {
     fn a_new_grade_is_sent_with_a_numeric_score() {
         let g = NewGrade { title: "Quiz".into(), kind: GradeType::Quiz, score: 90.0 };
         assert_eq!(serde_json::to_value(&g).unwrap(), json!({"Title": "Quiz", "Type": "Quiz", "Score": 90}));
+    }
+
+    #[test]
+    fn a_student_of_the_original_gets_a_computed_average_and_keeps_unknown_types() {
+        let body = json!({"ID": 1, "FirstName": "Nick", "LastName": "Carter",
+            "Grades": [{"Title": "Essay", "Type": "Essay", "Score": 80}, {"Title": "Quiz 1", "Type": "Quiz", "Score": 90.5}]});
+        let s: Student = serde_json::from_value(body).unwrap();
+        assert_eq!(s.mean(), Some(85.25));
+        assert_eq!(s.grades[0].kind, "Essay");
     }
 
     #[test]

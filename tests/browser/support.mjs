@@ -30,7 +30,7 @@ export function system() {
     start(name, exe, args) {
       procs[name] = spawn(join(bin, exe), args, {
         cwd: root,
-        env: { ...process.env, RUST_LOG: 'warn', LEPTOS_SITE_ROOT: join(root, 'target/site') },
+        env: { ...process.env, RUST_LOG: 'warn', LEPTOS_SITE_ROOT: join(root, 'target/site'), LEPTOS_OUTPUT_NAME: 'gradebook' },
         stdio: ['ignore', 'ignore', 'inherit'],
       });
       return procs[name];

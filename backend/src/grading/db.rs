@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gradebook_shared::grading::{Grade, GradeType, NewGrade, NewStudent, Student};
+use gradebook_shared::grading::{Grade, NewGrade, NewStudent, Student};
 use sqlx::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -145,7 +145,7 @@ impl Db {
                 .fetch_optional(pool)
                 .await?
         });
-        Ok(id.map(|id| Grade { id, title: g.title.clone(), kind: g.kind, score: g.score }))
+        Ok(id.map(|id| Grade { id, title: g.title.clone(), kind: g.kind.to_string(), score: g.score }))
     }
 
     pub async fn add_student(&self, s: &NewStudent) -> sqlx::Result<Student> {
@@ -169,8 +169,6 @@ impl Db {
 }
 
 fn grade(id: i64, title: String, kind: String, score: f64) -> sqlx::Result<Grade> {
-    let kind =
-        GradeType::from_str(&kind).map_err(|()| sqlx::Error::Decode(format!("unknown grade type {kind:?}").into()))?;
     Ok(Grade { id, title, kind, score })
 }
 

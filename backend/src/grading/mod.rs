@@ -179,7 +179,17 @@ async fn get_student(
     {
         return Ok(answer.clone().respond(&request));
     }
-    let student = g.db.student(id).await?.ok_or(GradingError::NoStudent(id))?;
+    let Some(student) = g.db.student(id).await? else {
+        // Clients of the original send no Accept header and read a 404's
+        // body as a student (the original's portal would render an empty
+        // one): they get the original's bodiless 404. Everyone else, JSON.
+        if !request.contains_key(header::ACCEPT) {
+            let mut response = StatusCode::NOT_FOUND.into_response();
+            response.extensions_mut().insert(gradebook_runtime::http::AsIs);
+            return Ok(response);
+        }
+        return Err(GradingError::NoStudent(id));
+    };
     let answer = Answer::new(&student);
     if let (Some(cache), Some(generation)) = (&g.cache, generation) {
         let mut students = cache.students.write().unwrap_or_else(|p| p.into_inner());

@@ -34,6 +34,7 @@ pub fn Problem(error: ApiError) -> impl IntoView {
     set_status(error.status);
     let title = match error.status {
         404 => "Not found",
+        501 => "Not available here",
         503 => "Service unavailable",
         _ => "Something went wrong",
     };

@@ -102,7 +102,7 @@ fn GradeBook(student: Student, form: FormState) -> impl IntoView {
     };
 
     view! {
-        <p class="average">"Average: "<strong>{move || percent(student.read().average)}</strong></p>
+        <p class="average">"Average: "<strong>{move || percent(student.read().mean())}</strong></p>
         {move || {
             let grades = student.read().grades.clone();
             view! { <Grades grades=grades.clone()/><Chart grades/> }
@@ -157,7 +157,7 @@ fn Grades(grades: Vec<Grade>) -> impl IntoView {
                 {grades.into_iter().map(|g| view! {
                     <tr>
                         <td>{g.title}</td>
-                        <td>{g.kind.as_str()}</td>
+                        <td>{g.kind.clone()}</td>
                         <td class="num">{score(g.score)}</td>
                     </tr>
                 }).collect_view()}
@@ -183,7 +183,7 @@ fn Chart(grades: Vec<Grade>) -> impl IntoView {
             {grades.into_iter().enumerate().map(|(i, g)| {
                 let h = g.score.clamp(0.0, 100.0) / 100.0 * HEIGHT;
                 view! {
-                    <rect x=GAP + i * (BAR + GAP) y=110.0 - h width=BAR height=h class=g.kind.as_str().to_lowercase()>
+                    <rect x=GAP + i * (BAR + GAP) y=110.0 - h width=BAR height=h class=g.kind.to_lowercase()>
                         <title>{format!("{}: {}", g.title, score(g.score))}</title>
                     </rect>
                 }

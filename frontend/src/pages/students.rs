@@ -34,11 +34,12 @@ pub fn StudentsPage() -> impl IntoView {
                             <tbody>
                                 {list.into_iter().map(|s| {
                                     let href = format!("/students/{}", s.id);
+                                    let average = percent(s.mean());
                                     view! {
                                         <tr>
                                             <td><a href=href.clone()>{s.last_name}</a></td>
                                             <td><a href=href>{s.first_name}</a></td>
-                                            <td class="num">{percent(s.average)}</td>
+                                            <td class="num">{average}</td>
                                         </tr>
                                     }
                                 }).collect_view()}
