@@ -1,7 +1,7 @@
 # The two commands that matter:
-#   make up     run the whole system (installs what it needs first)
-#   make test   run every test (what CI runs)
-.PHONY: up test test-rust test-browser release setup bench fmt
+#   make up     run the whole system (installs and builds only what running needs)
+#   make test   run every test (what CI runs; installs the rest)
+.PHONY: up test test-rust test-browser build release setup bench fmt
 
 # wasm-opt (and Playwright) from npm's packages: Debian's binaryen breaks hydration.
 export PATH := $(CURDIR)/tools/node_modules/.bin:$(PATH)
@@ -10,7 +10,9 @@ export PATH := $(CURDIR)/tools/node_modules/.bin:$(PATH)
 # a deadline (compiling included) well above its normal length.
 DEADLINE := timeout --kill-after=30s
 
-up: setup release
+up:
+	scripts/setup.sh run
+	$(MAKE) build
 	target/release/gradebook up
 
 test: setup test-rust release test-browser
@@ -23,17 +25,21 @@ test-rust:
 	$(DEADLINE) 30m scripts/with-postgres.sh cargo test --workspace --exclude gradebook-frontend --no-fail-fast
 	$(DEADLINE) 15m cargo test -p gradebook-frontend --features ssr
 
-# The release builds: the portal (server + hydrating wasm) with cargo leptos,
-# the services, and the client-only app with trunk.
-release:
-	cargo leptos build --release
+# What running needs: the services and the portal (server, islands client,
+# stylesheet), without cargo-leptos.
+build:
+	@echo "build: services (cargo build --release; ~3 min on 2 cores from cold)"
 	cargo build --release --bin gradebook
+	scripts/build-portal.sh
+
+# Everything the browser tests use: the above and the client-only app (trunk).
+release: build
 	trunk build --release --offline
 
-# The portal in a real browser against the release builds, and the drill of
-# killing one of two grading instances (PostgreSQL) under page load.
+# The portal in a real browser against the release builds, the drills, and
+# the original Go program beside ours.
 test-browser:
-	$(DEADLINE) 15m scripts/with-postgres.sh node --test --test-concurrency=1 tests/browser/
+	$(DEADLINE) 20m scripts/with-postgres.sh node --test --test-concurrency=1 tests/browser/
 
 bench: setup release
 	cargo build --release -p gradebook-tests --bins

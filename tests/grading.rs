@@ -2,15 +2,14 @@
 //! durability of a 201 across `kill -9`, on SQLite and PostgreSQL, concurrent
 //! writers, and its place in the system (discovery, shipped logs).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use gradebook::registry::Config;
 use gradebook_shared::grading::{Grade, Student};
 use gradebook_tests::process::{Proc, wait_listening};
 use gradebook_tests::{
-    TempDir, TestGrading, TestLog, TestRegistry, TestService, eventually, eventually_async, free_port,
-    postgres_database,
+    TempDir, TestGrading, TestLog, TestRegistry, TestService, eventually, eventually_async, postgres_database,
 };
 use serde_json::{Value, json};
 
@@ -227,27 +226,21 @@ async fn reads_carry_an_etag_that_answers_304_until_a_write_changes_the_data() {
 /// Runs the grading binary with `database_url`, posts a grade, kills it with
 /// SIGKILL right after the 201 and checks the grade after a restart.
 async fn a_201_survives_kill_9(database_url: &str) {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let args = [
-        "grading",
-        "--addr",
-        &addr,
-        "--database-url",
-        database_url,
-        "--registry-url",
-        "http://127.0.0.1:9",
-        "--ship-level",
-        "off",
-    ];
-    let mut grading = Proc::start(&args, false);
-    wait_listening(&addr, LIMIT).await;
+    let args = |addr: &str| {
+        ["grading", "--addr", addr, "--database-url", database_url, "--registry-url", "http://127.0.0.1:9"]
+            .into_iter()
+            .chain(["--ship-level", "off"])
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let (mut grading, addr) = Proc::start_listening(args).await;
     let api = Api::new(&format!("http://{addr}"));
     let r = api.add_grade(5, json!({"Title": "Durable", "Type": "Homework", "Score": 77})).await;
     assert_eq!(r.status(), 201);
 
     grading.kill9();
 
-    let _grading = Proc::start(&args, false);
+    let _grading = Proc::start(&args(&addr).iter().map(String::as_str).collect::<Vec<_>>(), false);
     wait_listening(&addr, LIMIT).await;
     let qiao: Student = api.student("5").await.json().await.unwrap();
     assert_eq!(qiao.grades.last().map(|g| g.title.as_str()), Some("Durable"));
@@ -307,24 +300,138 @@ async fn a_thousand_concurrent_grades_over_two_instances_on_postgres() {
     assert_eq!(nick.grades.last().unwrap().title, "Fresh");
 }
 
+/// The arguments of a `gradebook grading` process on `database_url`, with
+/// no registry or log service to talk to.
+fn grading_args(database_url: &str) -> impl Fn(&str) -> Vec<String> {
+    move |addr| {
+        ["grading", "--addr", addr, "--database-url", database_url, "--registry-url", "http://127.0.0.1:9"]
+            .into_iter()
+            .chain(["--ship-level", "off"])
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// Every grade stored: its ID and title.
+async fn stored_grades(api: &Api) -> HashMap<i64, String> {
+    api.students().await.into_iter().flat_map(|s| s.grades).map(|g| (g.id, g.title)).collect()
+}
+
+/// Posts 2,000 grades at once to a real `gradebook grading` process on
+/// `database_url`, kills it with SIGKILL while the last answers arrive,
+/// restarts it: every grade answered 201 is there, under its ID.
+async fn acknowledged_grades_survive_kill_9_under_load(database_url: &str) {
+    const POSTS: usize = 2000;
+    /// Killed once this many are acknowledged: the rest are in flight.
+    const KILL_AT: usize = 1800;
+    let args = grading_args(database_url);
+    let (mut grading, addr) = Proc::start_listening(&args).await;
+    let api = Api::new(&format!("http://{addr}"));
+    let before = stored_grades(&api).await;
+    let (acked_tx, mut acked) = tokio::sync::mpsc::unbounded_channel();
+    let posts: Vec<_> = (0..POSTS)
+        .map(|i| {
+            let (client, base, acked_tx) = (api.client.clone(), api.base.clone(), acked_tx.clone());
+            tokio::spawn(async move {
+                let body = json!({"Title": format!("Load {i}"), "Type": "Quiz", "Score": i % 101});
+                let Ok(r) = client.post(format!("{base}/students/{}/grades", i % 5 + 1)).json(&body).send().await
+                else {
+                    return; // cut off by the kill: not acknowledged
+                };
+                if r.status() == 201
+                    && let Ok(grade) = r.json::<Grade>().await
+                {
+                    let _ = acked_tx.send(grade);
+                }
+            })
+        })
+        .collect();
+    drop(acked_tx);
+    let mut acknowledged = vec![];
+    while acknowledged.len() < KILL_AT {
+        let grade = tokio::time::timeout(LIMIT, acked.recv()).await.expect("grades are acknowledged");
+        acknowledged.push(grade.expect("the posts are still running"));
+    }
+
+    grading.kill9();
+
+    for post in posts {
+        post.await.unwrap();
+    }
+    while let Some(grade) = acked.recv().await {
+        acknowledged.push(grade);
+    }
+    let _grading = Proc::start(&args(&addr).iter().map(String::as_str).collect::<Vec<_>>(), false);
+    wait_listening(&addr, LIMIT).await;
+    // A new client: the old one's pooled connections went with the process.
+    let after = stored_grades(&Api::new(&api.base)).await;
+    eprintln!("{} of {POSTS} acknowledged before the kill; {} stored", acknowledged.len(), after.len() - before.len());
+    for grade in &acknowledged {
+        assert_eq!(after.get(&grade.id), Some(&grade.title), "acknowledged grade {} is stored", grade.id);
+    }
+    let new: Vec<&String> = after.iter().filter(|(id, _)| !before.contains_key(id)).map(|(_, t)| t).collect();
+    assert!(new.len() >= acknowledged.len() && new.len() <= POSTS, "{} new grades", new.len());
+    assert_eq!(new.iter().collect::<HashSet<_>>().len(), new.len(), "no grade stored twice");
+}
+
+#[tokio::test]
+async fn every_acknowledged_grade_of_2000_concurrent_ones_survives_kill_9_on_sqlite() {
+    let dir = TempDir::new("grading-kill-load");
+    acknowledged_grades_survive_kill_9_under_load(&sqlite_url(&dir)).await;
+}
+
+#[tokio::test]
+async fn every_acknowledged_grade_of_2000_concurrent_ones_survives_kill_9_on_postgres() {
+    let Some(url) = postgres_database("kill_load").await else { return };
+    acknowledged_grades_survive_kill_9_under_load(&url).await;
+}
+
+#[tokio::test]
+async fn a_write_on_one_instance_is_read_at_once_on_another_sharing_postgres() {
+    let Some(url) = postgres_database("snapshots").await else { return };
+    let registry = TestRegistry::spawn(Config::default());
+    let (a, b) = (TestGrading::spawn(&registry.url, &url), TestGrading::spawn(&registry.url, &url));
+    let (a, b) = (Api::new(&a.url), Api::new(&b.url));
+    for round in 0..40 {
+        let (writer, reader) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        // The reader's snapshots are warm: a stale one would be served.
+        let (_, one_tag) = revalidate(reader, "/students/1", None).await;
+        let (_, list_tag) = revalidate(reader, "/students", None).await;
+        assert_eq!(revalidate(reader, "/students/1", Some(&one_tag)).await.0, 304);
+
+        let r = writer.add_grade(1, json!({"Title": format!("Round {round}"), "Type": "Test", "Score": 50})).await;
+        assert_eq!(r.status(), 201);
+        let grade: Grade = r.json().await.unwrap();
+
+        let nick: Student = reader.student("1").await.json().await.unwrap();
+        assert_eq!(nick.grades.last(), Some(&grade), "round {round}: the other instance's student");
+        let listed = reader.students().await;
+        assert_eq!(listed[0].grades.last(), Some(&grade), "round {round}: the other instance's list");
+        for path in ["/students/1", "/students"] {
+            let (status, tag) = revalidate(reader, path, None).await;
+            assert_eq!(status, 200);
+            assert_ne!(&tag, if path == "/students" { &list_tag } else { &one_tag }, "{path}: a new tag");
+            assert_eq!(revalidate(writer, path, None).await, (200, tag), "{path}: the same ETag on both");
+        }
+    }
+}
+
 #[tokio::test]
 async fn grading_is_discovered_through_the_registry_and_ships_its_logs() {
     let dir = TempDir::new("grading-system");
     let log_dir = TempDir::new("grading-system-log");
-    let registry_addr = format!("127.0.0.1:{}", free_port());
+    let (_registry, registry_addr) =
+        Proc::start_listening(|addr| vec!["registry".into(), "--addr".into(), addr.into()]).await;
     let registry_url = format!("http://{registry_addr}");
-    let _registry = Proc::start(&["registry", "--addr", &registry_addr], false);
-    wait_listening(&registry_addr, LIMIT).await;
     let log = TestLog::spawn(
         &registry_url,
         gradebook::log::StoreConfig { dir: log_dir.path().to_path_buf(), ..Default::default() },
     );
-    let grading_addr = format!("127.0.0.1:{}", free_port());
     let db = sqlite_url(&dir);
-    let _grading = Proc::start(
-        &["grading", "--addr", &grading_addr, "--database-url", &db, "--registry-url", &registry_url],
-        false,
-    );
+    let (_grading, grading_addr) = Proc::start_listening(|addr| {
+        ["grading", "--addr", addr, "--database-url", &db, "--registry-url", &registry_url].map(str::to_owned).to_vec()
+    })
+    .await;
     let portal = TestService::spawn(
         gradebook_runtime::ServiceSpec::new("Portal", registry_url.clone()).requires(&["GradingService"]),
     );

@@ -14,19 +14,10 @@ use gradebook::registry::Config;
 use gradebook_runtime::ServiceSpec;
 use gradebook_runtime::logship::{Destination, LogBuffer};
 use gradebook_shared::log::{Level, NewLogRecord};
-use gradebook_tests::{TempDir, TestGrading, TestRegistry, TestService, eventually};
-use tokio::net::TcpListener;
+use gradebook_tests::{TempDir, TestGrading, TestRegistry, TestService, eventually, serve_app};
 use tokio_util::sync::CancellationToken;
 
 const LIMIT: Duration = Duration::from_secs(5);
-
-/// Serves `app` on a port of its own; returns its base URL.
-async fn serve(app: Router) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
-}
 
 /// The original registry's answers: `POST /services` → 200 with no body,
 /// and a plain-text 404 for anything it has no route for (`/sessions`).
@@ -39,7 +30,7 @@ async fn original_registry(registrations: Arc<Mutex<u32>>) -> String {
         })
         .delete(|| async { StatusCode::OK }),
     );
-    serve(app.fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })).await
+    serve_app(app.fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })).await
 }
 
 #[tokio::test]
@@ -60,6 +51,33 @@ async fn a_service_registers_once_with_a_registry_of_the_original_and_falls_back
 }
 
 #[tokio::test]
+async fn a_registry_that_holds_a_session_request_unanswered_as_go_1_19_does_gets_one_registration() {
+    let registrations = Arc::new(Mutex::new(0));
+    let counted = registrations.clone();
+    let app = Router::new()
+        .route(
+            "/services",
+            post(move || async move {
+                *counted.lock().unwrap() += 1;
+                StatusCode::OK
+            }),
+        )
+        // Go 1.19 reads no body for an unknown route and answers nothing
+        // while the body streams on.
+        .route("/sessions", post(|| std::future::pending::<StatusCode>()));
+    let registry = serve_app(app).await;
+    let mut spec = ServiceSpec::new("GradingService", registry);
+    spec.reregister_after = Duration::from_millis(300);
+
+    let service = TestService::spawn(spec);
+    eventually(LIMIT, "registered", || *registrations.lock().unwrap() >= 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    assert_eq!(*registrations.lock().unwrap(), 1, "a silent registry of the original is no reason to register again");
+    service.stop();
+}
+
+#[tokio::test]
 async fn logs_reach_a_log_service_of_the_original_as_its_own_text_lines() {
     let lines = Arc::new(Mutex::new(Vec::<(Option<String>, String)>::new()));
     let stored = lines.clone();
@@ -71,7 +89,7 @@ async fn logs_reach_a_log_service_of_the_original_as_its_own_text_lines() {
             StatusCode::OK
         }),
     );
-    let url = serve(app).await;
+    let url = serve_app(app).await;
     let buffer = LogBuffer::new("Worker", Level::Info, 100);
     let destination: Destination = Arc::new(move || vec![url.clone()]);
     let cancel = CancellationToken::new();

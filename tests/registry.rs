@@ -6,16 +6,50 @@ use std::time::Duration;
 
 use gradebook::registry::{Config, Policy};
 use gradebook_shared::registry::HealthState;
-use gradebook_tests::plain::{Heartbeat, PlainService};
-use gradebook_tests::process::{Proc, wait_listening};
-use gradebook_tests::{TestRegistry, TestService, eventually, eventually_async, free_port, spec};
+use gradebook_tests::plain::{Heartbeat, PlainService, Updates};
+use gradebook_tests::process::Proc;
+use gradebook_tests::{Reserved, TestRegistry, TestService, eventually, eventually_async, spec};
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LIMIT: Duration = Duration::from_secs(5);
 
 /// Probing so slow that within a test only sessions can detect a crash.
 fn probes_off() -> Config {
     Config { policy: Policy { interval: Duration::from_secs(3600), ..Policy::default() }, ..Config::default() }
+}
+
+fn sorted(mut urls: Vec<String>) -> Vec<String> {
+    urls.sort();
+    urls
+}
+
+/// `url` as a query value: what our runtime sends as `?url=`.
+fn query_value(url: &str) -> String {
+    url.replace(':', "%3A").replace('/', "%2F")
+}
+
+/// Opens a session for `url` on a raw connection, as our runtime holds one:
+/// a request whose body never ends. Dropping the connection drops the session.
+async fn open_session(registry: &TestRegistry, url: &str, token: Option<&str>) -> tokio::net::TcpStream {
+    let mut conn = tokio::net::TcpStream::connect(registry.addr).await.unwrap();
+    let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let head = format!(
+        "POST /sessions?url={} HTTP/1.1\r\nhost: {}\r\ntransfer-encoding: chunked\r\n{auth}\r\n",
+        query_value(url),
+        registry.addr
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn
+}
+
+/// The status the registry answered on `conn` within a second, if any (a
+/// session it holds gets no answer).
+async fn answer_status(conn: &mut tokio::net::TcpStream) -> Option<u16> {
+    let mut head = vec![0; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(1), conn.read(&mut head)).await.ok()?.ok()?;
+    let head = String::from_utf8_lossy(&head[..n]);
+    head.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
 }
 
 #[tokio::test]
@@ -131,17 +165,24 @@ async fn a_crash_is_noticed_by_probes_alone_when_there_is_no_session() {
 async fn a_dropped_session_whose_service_still_answers_keeps_it() {
     let registry = TestRegistry::spawn(probes_off());
     let grading = TestService::spawn(spec(&registry, "GradingService", &["LogService"]));
-    let log = TestService::spawn(spec(&registry, "LogService", &[]));
-    eventually(LIMIT, "grading knows log", || grading.providers("LogService").len() == 1).await;
-    let probed = || registry.statuses().into_iter().find(|s| s.service_name == "LogService").unwrap().last_probe;
-    assert_eq!(probed(), None, "with probes off, nothing has probed log yet");
+    // A provider holding no session of its own: the one below is its only one.
+    let log = PlainService::start("LogService").await;
+    assert_eq!(log.register(&registry.url, json!([])).await, 200);
+    eventually(LIMIT, "grading knows log", || grading.providers("LogService") == vec![log.url.clone()]).await;
+    let status = || registry.statuses().into_iter().find(|s| s.service_name == "LogService").unwrap();
+    assert_eq!(status().last_probe, None, "with probes off, nothing has probed log yet");
+    // Its session, held through a proxy...
+    let session = open_session(&registry, &log.url, None).await;
+    eventually(LIMIT, "the session is held", || status().session).await;
 
-    // A session for log's URL that drops while log itself is fine (as when a
-    // proxy between them restarts).
-    let url = format!("{}/sessions?url={}", registry.url, log.url);
-    let _ = reqwest::Client::new().post(&url).timeout(Duration::from_millis(50)).body("").send().await;
+    // ...drops while log itself is fine (the proxy restarts): no session is
+    // left, so log is suspect until a probe answers.
+    drop(session);
 
-    eventually(LIMIT, "the drop triggers a confirming probe", || probed().is_some()).await;
+    eventually(LIMIT, "the drop triggers a confirming probe", || status().last_probe.is_some()).await;
+    let after = status();
+    assert!(!after.session, "the registry saw the session end");
+    assert_eq!(after.state, HealthState::Passing, "the probe answered: {after:?}");
     assert_eq!(registry.provider_urls("LogService"), vec![log.url.clone()]);
     assert_eq!(grading.providers("LogService"), vec![log.url.clone()]);
 }
@@ -211,23 +252,50 @@ async fn quick_restarts_at_the_same_url_leave_exactly_one_live_provider() {
 }
 
 #[tokio::test]
-async fn after_a_registry_crash_everyone_registers_again_and_caches_stay_warm() {
+async fn after_a_registry_crash_a_dependent_keeps_its_providers_through_the_outage_and_the_warm_up() {
     let registry = TestRegistry::spawn(Config::default());
     let addr = registry.addr;
     let grading = TestService::spawn(spec(&registry, "GradingService", &["LogService"]));
-    let log = TestService::spawn(spec(&registry, "LogService", &[]));
+    // A provider of the original protocol: it registers again only when this
+    // test says so, after grading.
+    let log = PlainService::start("LogService").await;
+    assert_eq!(log.register(&registry.url, json!([])).await, 200);
     let doomed = TestService::spawn(spec(&registry, "LogService", &[]));
-    eventually(LIMIT, "grading knows both", || grading.providers("LogService").len() == 2).await;
+    let both = sorted(vec![log.url.clone(), doomed.url.clone()]);
+    eventually(LIMIT, "grading knows both", || sorted(grading.providers("LogService")) == both).await;
 
     registry.crash();
     doomed.crash();
-    // While the registry is away, dependents keep what they knew.
-    assert_eq!(grading.providers("LogService").len(), 2);
+    // A stand-in holds the address and hangs up on everyone until grading
+    // has noticed its session is gone, asked the registry again, been hung
+    // up on and asked once more.
+    let stand_in = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let asked_twice = async {
+        let mut asked = 0;
+        while asked < 2 {
+            let (mut conn, _) = stand_in.accept().await.unwrap();
+            let mut head = vec![0; 4096];
+            let n = conn.read(&mut head).await.unwrap_or(0);
+            let head = String::from_utf8_lossy(&head[..n]);
+            if head.contains(&query_value(&grading.url)) || head.contains(&grading.url) {
+                asked += 1;
+            }
+        }
+    };
+    tokio::time::timeout(LIMIT, asked_twice).await.expect("grading notices the registry is gone and keeps asking");
+    assert_eq!(sorted(grading.providers("LogService")), both, "while the registry is away, grading keeps what it knew");
 
-    let registry = TestRegistry::spawn_at(addr, Config::default());
-    eventually(Duration::from_secs(3), "every live service registered again", || registry.statuses().len() == 2).await;
-    assert!(!grading.providers("LogService").is_empty(), "never emptied by the warm-up");
-    eventually(Duration::from_secs(3) + Policy::default().warmup, "the dead provider is dropped", || {
+    // The registry is back, with an empty table, on the stand-in's socket.
+    let registry = TestRegistry::spawn_on(stand_in, Config::default());
+    let warmup = Policy::default().warmup;
+    eventually(warmup, "grading registers again by itself, within the warm-up", || {
+        registry.statuses().iter().any(|s| s.service_name == "GradingService" && s.session)
+    })
+    .await;
+    // Neither provider is back yet; its registration has been answered.
+    assert_eq!(sorted(grading.providers("LogService")), both, "never emptied by the warm-up");
+    assert_eq!(log.register(&registry.url, json!([])).await, 200);
+    eventually(warmup + LIMIT, "once the warm-up is over, the dead provider is dropped", || {
         grading.providers("LogService") == vec![log.url.clone()]
     })
     .await;
@@ -249,10 +317,13 @@ async fn a_graceful_stop_deregisters_and_tells_dependents() {
 
 #[tokio::test]
 async fn a_service_started_before_the_registry_registers_once_it_appears() {
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let log = TestService::spawn(gradebook_runtime::ServiceSpec::new("LogService", format!("http://{addr}")));
+    // Bound but not listening: refused like an absent registry, and no one
+    // else can take the port.
+    let reserved = Reserved::new();
+    let registry_url = format!("http://{}", reserved.addr);
+    let log = TestService::spawn(gradebook_runtime::ServiceSpec::new("LogService", registry_url));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let registry = TestRegistry::spawn_at(addr, Config::default());
+    let registry = TestRegistry::spawn_on(reserved, Config::default());
     eventually(LIMIT, "registered", || registry.provider_urls("LogService") == vec![log.url.clone()]).await;
 }
 
@@ -272,6 +343,132 @@ async fn with_a_token_only_authorized_registrations_are_taken() {
     eventually(LIMIT, "the runtime sends the token", || registry.provider_urls("LogService") == vec![log.url.clone()])
         .await;
     assert_eq!(registry.statuses().len(), 1);
+}
+
+#[tokio::test]
+async fn with_a_token_a_wrong_one_is_refused_everywhere_and_the_right_one_also_holds_sessions() {
+    let config = Config { token: Some("s3cret".into()), ..Config::default() };
+    let registry = TestRegistry::spawn(config);
+    let plain = PlainService::start("Plain").await;
+    let refused = |r: reqwest::StatusCode, what: &str| assert_eq!(r, 401, "{what}");
+
+    let wrong = plain.register_with(&registry.url, json!([]), Some("s3creT")).await;
+    refused(wrong.status(), "a registration with a wrong token");
+    let body: serde_json::Value = wrong.json().await.unwrap();
+    assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "a JSON error: {body}");
+    assert!(registry.statuses().is_empty(), "nothing registered with a wrong token");
+    let right = plain.register_with(&registry.url, json!([]), Some("s3cret")).await;
+    assert_eq!(right.status(), 200, "the right token registers");
+    let delete = |token: &'static str| {
+        reqwest::Client::new()
+            .delete(format!("{}/services", registry.url))
+            .bearer_auth(token)
+            .header("content-type", "text/plain")
+            .body(plain.url.clone())
+            .send()
+    };
+    refused(delete("wrong").await.unwrap().status(), "a deregistration with a wrong token");
+    assert_eq!(registry.provider_urls("Plain"), vec![plain.url.clone()], "still listed");
+
+    for token in [None, Some("wrong"), Some("S3CRET"), Some("s3cret2")] {
+        let mut session = open_session(&registry, &plain.url, token).await;
+        assert_eq!(answer_status(&mut session).await, Some(401), "a session with token {token:?}");
+    }
+    let status = || registry.statuses().into_iter().find(|s| s.service_url == plain.url).unwrap();
+    assert!(!status().session, "no refused session counts");
+    let _session = open_session(&registry, &plain.url, Some("s3cret")).await;
+    eventually(LIMIT, "a session with the right token is held", || status().session).await;
+
+    // The runtime sends the token with its registration and its session.
+    let mut with_token = spec(&registry, "LogService", &[]);
+    with_token.token = Some("s3cret".into());
+    let log = TestService::spawn(with_token);
+    eventually(LIMIT, "the runtime registers and holds a session", || {
+        registry.statuses().iter().any(|s| s.service_url == log.url && s.session)
+    })
+    .await;
+    assert_eq!(delete("s3cret").await.unwrap().status(), 200, "the right token deregisters");
+}
+
+#[tokio::test]
+async fn a_registration_is_answered_with_its_providers_in_the_original_json() {
+    let registry = TestRegistry::spawn(Config::default());
+    let log = PlainService::start("LogService").await;
+    let answer = log.register_with(&registry.url, json!([]), None).await;
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+    assert_eq!(body, json!({"Added": [], "Removed": []}), "requiring nothing");
+
+    let dependent = PlainService::start("Dependent").await;
+    let answer = dependent.register_with(&registry.url, json!(["LogService"]), None).await;
+
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["content-type"], "application/json");
+    let body: serde_json::Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+    let expected = json!({"Added": [{"Name": "LogService", "URL": log.url}], "Removed": []});
+    assert_eq!(body, expected, "the answer");
+    // The patch POSTed before the answer carries the same lists (and may
+    // carry more: the original's clients ignore what they do not know).
+    let patches: Vec<serde_json::Value> = dependent
+        .patch_bodies()
+        .iter()
+        .map(|b| serde_json::from_str::<serde_json::Value>(b).unwrap())
+        .map(|p| json!({"Added": p["Added"], "Removed": p["Removed"]}))
+        .collect();
+    assert_eq!(patches, vec![expected], "the patch POSTed before the answer");
+}
+
+#[tokio::test]
+async fn patches_refused_by_a_failing_dependent_are_retried_and_once_it_recovers_tell_it_exactly_what_changed() {
+    // Retries back off to at most 200 ms, so recovery is noticed quickly.
+    let config = Config { max_patch_backoff: Duration::from_millis(200), ..Config::default() };
+    let registry = TestRegistry::spawn(config);
+    let provider = || PlainService::start("Provider");
+    let (a, b, c, d) = (provider().await, provider().await, provider().await, provider().await);
+    assert_eq!(a.register(&registry.url, json!([])).await, 200);
+    let dependent = PlainService::start("Dependent").await;
+    assert_eq!(dependent.register(&registry.url, json!(["Provider"])).await, 200);
+    assert_eq!(dependent.providers("Provider"), vec![a.url.clone()]);
+
+    dependent.set_updates(Updates::Refuse);
+    assert_eq!(b.register(&registry.url, json!([])).await, 200);
+    assert_eq!(c.register(&registry.url, json!([])).await, 200);
+    assert_eq!(c.deregister(&registry.url).await, 200);
+    // Nothing changes from here on: beyond a send still under way, every
+    // patch that arrives is a retry.
+    let refused = dependent.refused();
+    eventually(LIMIT, "the refused patch is sent again and again", || dependent.refused() >= refused + 3).await;
+    dependent.set_updates(Updates::Accept);
+    let distinct = || {
+        let mut urls = sorted(dependent.providers("Provider"));
+        urls.dedup();
+        urls
+    };
+    eventually(LIMIT, "the recovered dependent is brought up to date", || {
+        distinct() == sorted(vec![a.url.clone(), b.url.clone()])
+    })
+    .await;
+    // One more change: patches go out in order, so once it is told about d,
+    // anything still due from the outage has arrived before.
+    assert_eq!(d.register(&registry.url, json!([])).await, 200);
+    eventually(LIMIT, "the next change arrives", || dependent.providers("Provider").contains(&d.url)).await;
+
+    // Applied in order as the original client does (it keeps duplicates),
+    // every patch adds only what it lacks and removes only what it holds.
+    let patches = dependent.patches();
+    let mut held: Vec<String> = vec![];
+    for p in &patches {
+        for added in &p.added {
+            assert!(!held.contains(&added.url), "{} added twice: {patches:?}", added.url);
+            held.push(added.url.clone());
+        }
+        for removed in &p.removed {
+            let i = held.iter().position(|u| u == &removed.url);
+            let i = i.unwrap_or_else(|| panic!("{} removed but never added: {patches:?}", removed.url));
+            held.remove(i);
+        }
+    }
+    assert_eq!(held, vec![a.url.clone(), b.url.clone(), d.url.clone()], "exactly the live providers: {patches:?}");
 }
 
 #[tokio::test]
@@ -361,10 +558,8 @@ async fn bad_input_gets_a_clear_json_error() {
 
 #[tokio::test]
 async fn a_killed_service_process_is_removed_and_its_dependents_told() {
-    let port = free_port();
-    let registry_addr = format!("127.0.0.1:{port}");
-    let _registry = Proc::start(&["registry", "--addr", &registry_addr], false);
-    wait_listening(&registry_addr, LIMIT).await;
+    let (_registry, registry_addr) =
+        Proc::start_listening(|addr| vec!["registry".into(), "--addr".into(), addr.into()]).await;
     let registry_url = format!("http://{registry_addr}");
     let grading = TestService::spawn(
         gradebook_runtime::ServiceSpec::new("GradingService", registry_url.clone()).requires(&["LogService"]),

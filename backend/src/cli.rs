@@ -39,6 +39,8 @@ pub enum Command {
     Stub(crate::stub::StubArgs),
     /// Run the whole system: registry, log, grading and portal, as separate processes.
     Up(UpArgs),
+    /// Manage the accounts people sign in with (in grading's database).
+    Accounts(crate::accounts::AccountsArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -61,12 +63,17 @@ pub struct UpArgs {
     /// Where the portal listens.
     #[arg(long, env = "GRADEBOOK_PORTAL_ADDR", default_value = defaults::PORTAL_ADDR)]
     pub portal_addr: SocketAddr,
-    /// The portal's static site (cargo leptos build --release writes it here).
+    /// The portal's static site (scripts/build-portal.sh writes it here).
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
     /// Start without the portal.
     #[arg(long)]
     pub no_portal: bool,
+    /// Run the cluster open, without a token: for the tutorial and for the
+    /// original Go services, which cannot send one. Anyone who can reach a
+    /// port can then change grades.
+    #[arg(long, env = "GRADEBOOK_OPEN")]
+    pub open: bool,
     /// Data directory (grades, logs), kept between runs.
     #[arg(long, env = "GRADEBOOK_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
@@ -92,9 +99,12 @@ pub struct LogArgs {
     #[arg(long, env = "GRADEBOOK_LOG_FLUSH_INTERVAL", default_value_t = StoreConfig::default().flush_interval.into())]
     #[serde(serialize_with = "display")]
     pub flush_interval: humantime::Duration,
-    /// Recent entries kept in memory for queries and the live tail.
+    /// Recent entries kept in memory for queries, at most.
     #[arg(long, env = "GRADEBOOK_LOG_MEMORY_RECORDS", default_value_t = StoreConfig::default().memory_records)]
     pub memory_records: usize,
+    /// Bytes of recent entries kept in memory for queries, at most.
+    #[arg(long, env = "GRADEBOOK_LOG_MEMORY_BYTES", default_value_t = StoreConfig::default().memory_bytes)]
+    pub memory_bytes: usize,
     #[command(flatten)]
     #[serde(flatten)]
     pub service: ServiceArgs,
@@ -108,6 +118,7 @@ impl LogArgs {
             keep_files: self.keep_files,
             flush_interval: self.flush_interval.into(),
             memory_records: self.memory_records.max(1),
+            memory_bytes: self.memory_bytes,
         }
     }
 }
@@ -163,6 +174,12 @@ pub struct RegistryArgs {
     /// Accept heartbeat/update URLs on another host than the service URL.
     #[arg(long, env = "GRADEBOOK_ALLOW_FOREIGN_URLS")]
     pub allow_foreign_urls: bool,
+    /// Registrations held at most (429 beyond).
+    #[arg(long, env = "GRADEBOOK_MAX_REGISTRATIONS", default_value_t = registry::Config::default().max_registrations)]
+    pub max_registrations: usize,
+    /// Sessions open at most (429 beyond).
+    #[arg(long, env = "GRADEBOOK_MAX_SESSIONS", default_value_t = registry::Config::default().max_sessions)]
+    pub max_sessions: usize,
     #[command(flatten)]
     #[serde(flatten)]
     pub common: Common,
@@ -186,6 +203,9 @@ impl RegistryArgs {
             token: self.common.token.clone(),
             allow_foreign_urls: self.allow_foreign_urls,
             patch_timeout: self.patch_timeout.into(),
+            drain_timeout: self.common.drain_timeout.into(),
+            max_registrations: self.max_registrations,
+            max_sessions: self.max_sessions,
             ..registry::Config::default()
         }
     }
@@ -249,6 +269,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             gradebook_runtime::telemetry::init(&args.common.log_filter, None);
             crate::up::run(&args, shutdown).await?;
         }
+        Command::Accounts(args) => crate::accounts::cli::run(args).await?,
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! `gradebook` binary only parses configuration ([`cli`]) and calls them;
 //! [`up`] runs the whole system as separate processes.
 
+pub mod accounts;
 pub mod cli;
 pub mod grading;
 pub mod log;

@@ -33,6 +33,15 @@ impl LogFilter {
     }
 }
 
+/// A student's ID as the portal's addresses spell it: decimal digits with no
+/// sign and no leading zero. Anything else (`01`, `+1`, `-1`, too large) is
+/// no student: one student has one address, so pages, the page cache and
+/// the API never hold the same student under several names.
+pub fn student_id(s: &str) -> Option<i64> {
+    let canonical = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    if canonical { s.parse().ok() } else { None }
+}
+
 /// Percent-encodes a query value.
 pub fn encode(s: &str) -> String {
     s.bytes()

@@ -6,6 +6,7 @@ use leptos_router::components::{A, Redirect, Route, Router, Routes};
 use leptos_router::{SsrMode, path};
 
 use crate::pages::{LogsPage, NotFound, ServicesPage, StudentPage, StudentsPage};
+use crate::people::{OPEN_BANNER, Viewer};
 
 /// The HTML document the server renders the app into.
 #[cfg(feature = "ssr")]
@@ -33,17 +34,43 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    // Known only on the server; the browser builds show what they always did.
+    let viewer = Viewer::current();
+    let own = viewer.as_ref().and_then(Viewer::own_student);
+    let banner =
+        (viewer == Some(Viewer::Open)).then(|| view! { <p class="open-banner" role="alert">{OPEN_BANNER}</p> });
+    // A signed-in person (never a script: pages are for browsers) can sign out.
+    let signout = match &viewer {
+        Some(Viewer::Person { account, csrf, bearer: false }) => Some(view! {
+            <form class="signout" method="post" action="/signout">
+                <span class="who">{account.name.clone()}</span>
+                <input type="hidden" name="csrf" value=csrf.clone()/>
+                // No `type` written (a button submits anyway), so that
+                // `button[type=submit]` still finds the page's own form.
+                <button>"Sign out"</button>
+            </form>
+        }),
+        _ => None,
+    };
     view! {
         <Title text="Grade Book"/>
         <Router>
             <header class="top">
                 <A href="/students" attr:class="brand">"Gradebook"</A>
                 <nav>
-                    <A href="/students">"Students"</A>
-                    <A href="/services">"Services"</A>
-                    <A href="/logs">"Logs"</A>
+                    {match own {
+                        // A student sees only their own page.
+                        Some(id) => view! { <A href=format!("/students/{id}")>"My grades"</A> }.into_any(),
+                        None => view! {
+                            <A href="/students">"Students"</A>
+                            <A href="/services">"Services"</A>
+                            <A href="/logs">"Logs"</A>
+                        }.into_any(),
+                    }}
                 </nav>
+                {signout}
             </header>
+            {banner}
             <main>
                 <Routes fallback=NotFound>
                     <Route path=path!("/") view=|| view! { <Redirect path="/students"/> } ssr=SsrMode::Async/>

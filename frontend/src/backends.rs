@@ -4,10 +4,12 @@
 //! deadlines and failover come from the runtime; every answer is turned into
 //! data or an [`ApiError`] here, the same way for pages and for the JSON API.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::StatusCode;
+use futures::{Stream, StreamExt};
 use gradebook_runtime::{CallError, Runtime};
 use gradebook_shared::ErrorBody;
 use gradebook_shared::grading::{Grade, NewGrade, Student};
@@ -15,8 +17,11 @@ use gradebook_shared::log::LogRecord;
 use gradebook_shared::names;
 use gradebook_shared::registry::ServiceStatus;
 use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
 
+use crate::auth::Security;
 use crate::error::ApiError;
+use crate::people::Account;
 
 /// What the portal talks to. Cheap to clone.
 #[derive(Clone)]
@@ -24,9 +29,19 @@ pub struct Backends {
     pub runtime: Runtime,
     pub registry_url: String,
     /// For the live log tail: no overall deadline (it streams), only a
-    /// connect deadline.
+    /// connect deadline; the runtime's credentials.
     stream_client: reqwest::Client,
+    /// How long the live tail may go without a byte from the log service.
+    stream_idle: Duration,
+    /// Cancelled when the portal shuts down.
+    shutdown: CancellationToken,
+    /// Open or closed to people, with what sign-in needs (see `crate::auth`).
+    pub security: Security,
 }
+
+/// The log service sends a keep-alive every 15 s on a quiet tail; three
+/// missed in a row means it hangs.
+const STREAM_IDLE: Duration = Duration::from_secs(45);
 
 /// Grading's answer to the page being rendered, fetched by the page cache
 /// and read by the page's data calls instead of asking again (so the page
@@ -49,8 +64,33 @@ pub fn human(service: &str) -> &str {
 
 impl Backends {
     pub fn new(runtime: Runtime, registry_url: String) -> Self {
-        let stream_client = gradebook_runtime::http::open_ended_client(Duration::from_secs(2));
-        Self { runtime, registry_url: registry_url.trim_end_matches('/').to_owned(), stream_client }
+        let stream_client = runtime.open_ended_client().clone();
+        Self {
+            runtime,
+            registry_url: registry_url.trim_end_matches('/').to_owned(),
+            stream_client,
+            stream_idle: STREAM_IDLE,
+            shutdown: CancellationToken::new(),
+            security: Security::open(),
+        }
+    }
+
+    /// Closes the portal to people who have not signed in (see `crate::auth`).
+    pub fn with_security(mut self, security: Security) -> Self {
+        self.security = security;
+        self
+    }
+
+    /// Ends what streams (the live log tail) once `shutdown` is cancelled.
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// How long the live log tail may go without a byte from the log service.
+    pub fn with_stream_idle_timeout(mut self, idle: Duration) -> Self {
+        self.stream_idle = idle;
+        self
     }
 
     /// Sends a request to a provider of `service`; no provider, or none
@@ -75,7 +115,7 @@ impl Backends {
         service: &str,
         build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     ) -> Result<T, ApiError> {
-        read(self.send(service, build).await?, human(service)).await
+        read(self.send(service, build).await?, human(service), ANSWER_LIMIT).await
     }
 
     pub async fn students(&self) -> Result<Vec<Student>, ApiError> {
@@ -90,6 +130,45 @@ impl Backends {
         self.call(names::GRADING, |c, base| c.post(format!("{base}/students/{id}/grades")).json(grade)).await
     }
 
+    /// The account `name` and `password` sign in to; `None` when grading
+    /// says they do not (one answer whether or not the account exists).
+    pub async fn verify(&self, name: &str, password: &str) -> Result<Option<Account>, ApiError> {
+        let body = serde_json::json!({ "name": name, "password": password });
+        self.account_answer(|c, base| c.post(format!("{base}/accounts/verify")).json(&body)).await
+    }
+
+    /// The account a personal API token belongs to; `None` for no account.
+    pub async fn verify_token(&self, token: &str) -> Result<Option<Account>, ApiError> {
+        let body = serde_json::json!({ "token": token });
+        self.account_answer(|c, base| c.post(format!("{base}/accounts/verify-token")).json(&body)).await
+    }
+
+    /// The account `name` as it is now (its `version` tells whether a
+    /// session is still good); `None` when there is none.
+    pub async fn account(&self, name: &str) -> Result<Option<Account>, ApiError> {
+        let name = crate::api::encode(name);
+        self.account_answer(|c, base| c.get(format!("{base}/accounts/{name}"))).await
+    }
+
+    /// Grading's 401 and 404 say "no such account"; anything else is data
+    /// or an error passed on.
+    async fn account_answer(
+        &self,
+        build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    ) -> Result<Option<Account>, ApiError> {
+        let response = self.send(names::GRADING, build).await?;
+        // Grading refusing the portal itself (a wrong cluster token, said
+        // with WWW-Authenticate) is not a wrong password: say so, and fail closed.
+        if response.status() == StatusCode::UNAUTHORIZED && response.headers().contains_key("www-authenticate") {
+            tracing::error!("grading refuses the portal's cluster token; nobody can sign in");
+            return Err(ApiError::unavailable(human(names::GRADING)));
+        }
+        if matches!(response.status(), StatusCode::UNAUTHORIZED | StatusCode::NOT_FOUND) {
+            return Ok(None);
+        }
+        read(response, human(names::GRADING), ANSWER_LIMIT).await.map(Some)
+    }
+
     pub async fn services(&self) -> Result<Vec<ServiceStatus>, ApiError> {
         let response = self
             .runtime
@@ -98,29 +177,73 @@ impl Backends {
             .send()
             .await
             .map_err(|_| ApiError::unavailable("registry"))?;
-        read(response, "registry").await.map_err(|e| original_cannot(e, NO_SERVICE_LIST))
+        read(response, "registry", ANSWER_LIMIT).await.map_err(|e| original_cannot(e, NO_SERVICE_LIST))
     }
 
+    /// A query of the log service, read up to [`LOG_ANSWER_LIMIT`]: its
+    /// records can be large, and a thousand of them must not be held whole.
     pub async fn logs(&self, query: &str) -> Result<Vec<LogRecord>, ApiError> {
-        self.call(names::LOG, |c, base| c.get(format!("{base}/log?{query}")))
-            .await
-            .map_err(|e| original_cannot(e, NO_LOG_QUERIES))
+        let response = self.send(names::LOG, |c, base| c.get(format!("{base}/log?{query}"))).await?;
+        read(response, human(names::LOG), LOG_ANSWER_LIMIT).await.map_err(|e| original_cannot(e, NO_LOG_QUERIES))
     }
 
-    /// The log service's live tail, as its streaming answer.
-    pub async fn log_stream(&self, query: String) -> Result<reqwest::Response, ApiError> {
+    /// The log service's live tail, relayed as it comes. It ends when the log
+    /// service goes quiet for longer than its keep-alives allow (a hung
+    /// service would otherwise hold the connection forever) and when the
+    /// portal shuts down (an open tail would otherwise keep it from exiting).
+    pub async fn log_stream(&self, query: String) -> Result<LogStream, ApiError> {
         let client = self.stream_client.clone();
-        let upstream = self.send(names::LOG, move |_, base| client.get(format!("{base}/log/stream?{query}"))).await?;
+        let idle = self.stream_idle;
+        let asked = self.send(names::LOG, move |_, base| client.get(format!("{base}/log/stream?{query}")));
+        let upstream = tokio::select! {
+            answer = tokio::time::timeout(idle, asked) => match answer {
+                Ok(answer) => answer?,
+                Err(_) => {
+                    tracing::warn!(?idle, "the log service did not answer the live tail");
+                    return Err(ApiError::unavailable(human(names::LOG)));
+                }
+            },
+            () = self.shutdown.cancelled() => return Err(ApiError::unavailable(human(names::LOG))),
+        };
         if !upstream.status().is_success() {
-            let refused = read::<()>(upstream, human(names::LOG)).await.err();
+            let refused = read::<()>(upstream, human(names::LOG), ANSWER_LIMIT).await.err();
             return Err(original_cannot(
                 refused.unwrap_or_else(|| ApiError::unavailable(human(names::LOG))),
                 NO_LOG_QUERIES,
             ));
         }
-        Ok(upstream)
+        Ok(relay(upstream.bytes_stream(), idle, self.shutdown.clone()))
     }
 }
+
+/// The live log tail as the portal passes it on.
+pub type LogStream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+
+/// `upstream` until it ends, stays quiet for `idle`, or `shutdown` comes.
+fn relay(
+    upstream: impl Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
+    idle: Duration,
+    shutdown: CancellationToken,
+) -> LogStream {
+    Box::pin(futures::stream::unfold((Box::pin(upstream), shutdown), move |(mut upstream, shutdown)| async move {
+        tokio::select! {
+            next = tokio::time::timeout(idle, upstream.next()) => match next {
+                Ok(Some(chunk)) => Some((chunk, (upstream, shutdown))),
+                Ok(None) => None,
+                Err(_) => {
+                    tracing::warn!(?idle, "the log service's live tail went quiet; ending the relay");
+                    None
+                }
+            },
+            () = shutdown.cancelled() => None,
+        }
+    }))
+}
+
+/// Most the portal reads of one answer from grading or the registry.
+pub const ANSWER_LIMIT: usize = 32 << 20;
+/// Most the portal reads of one answer to a log query.
+pub const LOG_ANSWER_LIMIT: usize = 8 << 20;
 
 const NO_SERVICE_LIST: &str =
     "This registry does not list its services: it speaks only the original protocol (registration and patches).";
@@ -138,10 +261,35 @@ pub fn no_student(id: i64, e: ApiError) -> ApiError {
     if e.status == 404 { ApiError::new(404, format!("There is no student with ID {id}.")) } else { e }
 }
 
-async fn read<T: DeserializeOwned>(response: reqwest::Response, what: &str) -> Result<T, ApiError> {
+async fn read<T: DeserializeOwned>(response: reqwest::Response, what: &str, limit: usize) -> Result<T, ApiError> {
     let status = response.status();
-    let body = response.bytes().await.map_err(|_| ApiError::unavailable(what))?;
+    let body = read_body(response, what, limit).await?;
     interpret(status, &body, what)
+}
+
+/// A service's answer body, refused past `limit` bytes (the rest is never
+/// read: the connection is dropped).
+pub async fn read_body(mut response: reqwest::Response, what: &str, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            502,
+            format!(
+                "The {what}'s answer is larger than the {} MB the portal reads; ask for less (a narrower filter, a smaller limit).",
+                limit >> 20
+            ),
+        )
+    };
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(|_| ApiError::unavailable(what))? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// A service's answer as the portal passes it on: its data, its own 4xx

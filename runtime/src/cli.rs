@@ -37,7 +37,7 @@ pub fn display<T: std::fmt::Display, S: serde::Serializer>(value: &T, s: S) -> R
 pub struct Common {
     /// Shared secret of the cluster (unset = open). Handed to children
     /// through the environment only: a command line is visible in `ps`.
-    #[arg(long, env = "GRADEBOOK_TOKEN", hide_env_values = true, global = true)]
+    #[arg(long, env = "GRADEBOOK_TOKEN", hide_env_values = true, global = true, value_parser = crate::http::parse_token)]
     #[serde(skip)]
     pub token: Option<String>,
     /// Console log filter when RUST_LOG is unset.
@@ -49,6 +49,10 @@ pub struct Common {
     /// Log records kept while the log service is unreachable (oldest dropped beyond).
     #[arg(long, env = "GRADEBOOK_SHIP_BUFFER", default_value_t = 10_000, global = true)]
     pub ship_buffer: usize,
+    /// After SIGTERM, how long open requests (live tails included) may take before they are cut.
+    #[arg(long, env = "GRADEBOOK_DRAIN_TIMEOUT", default_value_t = crate::ServiceSpec::DEFAULT_DRAIN_TIMEOUT.into(), global = true)]
+    #[serde(serialize_with = "display")]
+    pub drain_timeout: humantime::Duration,
 }
 
 impl Common {
@@ -63,6 +67,12 @@ impl Common {
             }
         };
         crate::telemetry::init(&self.log_filter, buffer.as_ref());
+        if self.token.is_none() {
+            tracing::warn!(
+                "running OPEN: no --token (GRADEBOOK_TOKEN), so anyone who can reach {service} can call it; \
+                 fine for the tutorial and the original Go services only"
+            );
+        }
         Ok(buffer)
     }
 }
@@ -83,6 +93,10 @@ pub struct ServiceArgs {
     /// Do not hold a session with the registry (probes alone then detect a crash).
     #[arg(long, env = "GRADEBOOK_NO_SESSION")]
     pub no_session: bool,
+    /// With a session, register again when the registry has not probed us for this long.
+    #[arg(long, env = "GRADEBOOK_REREGISTER_AFTER", default_value_t = crate::ServiceSpec::DEFAULT_REREGISTER_AFTER.into())]
+    #[serde(serialize_with = "display")]
+    pub reregister_after: humantime::Duration,
     #[command(flatten)]
     #[serde(flatten)]
     pub common: Common,
@@ -100,6 +114,9 @@ impl ServiceArgs {
             call_timeout: self.call_timeout.into(),
             session: !self.no_session,
             logs: None,
+            drain_timeout: self.common.drain_timeout.into(),
+            reregister_after: self.reregister_after.into(),
+            people_facing: false,
         };
         match logs {
             Some(buffer) => spec.ship_logs(buffer),
@@ -117,6 +134,10 @@ pub struct PortalArgs {
     /// Address to listen on (default: LEPTOS_SITE_ADDR as cargo leptos sets it, else 127.0.0.1:5005).
     #[arg(long, env = "GRADEBOOK_PORTAL_ADDR")]
     pub addr: Option<SocketAddr>,
+    /// A signed-in session ends after this long unused (closed mode).
+    #[arg(long, env = "GRADEBOOK_SESSION_IDLE", default_value = "30m")]
+    #[serde(serialize_with = "display")]
+    pub session_idle: humantime::Duration,
     #[command(flatten)]
     #[serde(flatten)]
     pub service: ServiceArgs,
@@ -179,12 +200,20 @@ mod tests {
     fn portal_arguments_survive_rendering_and_parsing() {
         let args = PortalArgs {
             addr: Some("127.0.0.1:5999".parse().unwrap()),
+            session_idle: Duration::from_secs(600).into(),
             service: ServiceArgs {
                 registry_url: "http://10.0.0.1:3999".into(),
                 advertise: Some("http://portal.example:80".into()),
                 call_timeout: Duration::from_millis(1500).into(),
                 no_session: true,
-                common: Common { token: None, log_filter: "debug".into(), ship_level: "warn".into(), ship_buffer: 7 },
+                reregister_after: Duration::from_secs(9).into(),
+                common: Common {
+                    token: None,
+                    log_filter: "debug".into(),
+                    ship_level: "warn".into(),
+                    ship_buffer: 7,
+                    drain_timeout: Duration::from_millis(2500).into(),
+                },
             },
         };
 

@@ -130,25 +130,113 @@ async fn json_errors(response: Response) -> Response {
     json
 }
 
-/// The outbound client shared by a process: pooled connections, and no call
-/// without a deadline.
-pub fn client(timeout: Duration) -> reqwest::Client {
-    builder(timeout.min(Duration::from_secs(2))).timeout(timeout).build().expect(BUILDS)
+/// Waits for a graceful shutdown (`served`), but once `shutdown` has begun
+/// at most `drain`: a client that never finishes (or never reads) cannot
+/// keep the process from exiting and its last flush from running.
+pub async fn drained_within(
+    served: impl std::future::Future<Output = std::io::Result<()>>,
+    shutdown: &tokio_util::sync::CancellationToken,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(drain).await;
+    };
+    tokio::select! {
+        served = served => served,
+        () = deadline => {
+            tracing::warn!(?drain, "requests still open after the drain deadline; closing them");
+            Ok(())
+        }
+    }
+}
+
+/// The outbound client shared by a process: pooled connections, no call
+/// without a deadline, and the cluster token (when there is one) on every
+/// call.
+pub fn client(timeout: Duration, token: Option<&str>) -> reqwest::Client {
+    builder(timeout.min(Duration::from_secs(2)), token).timeout(timeout).build().expect(BUILDS)
 }
 
 /// A client without an overall deadline, for calls that stream or that set
 /// their own per request; connecting is still bounded.
-pub fn open_ended_client(connect_timeout: Duration) -> reqwest::Client {
-    builder(connect_timeout).build().expect(BUILDS)
+pub fn open_ended_client(connect_timeout: Duration, token: Option<&str>) -> reqwest::Client {
+    builder(connect_timeout, token).build().expect(BUILDS)
+}
+
+/// Like [`open_ended_client`], for calls to addresses that others chose
+/// (the registry's probes and patches): redirects are never followed, so a
+/// registration cannot aim them anywhere else.
+pub fn unredirected_client(connect_timeout: Duration, token: Option<&str>) -> reqwest::Client {
+    builder(connect_timeout, token).redirect(reqwest::redirect::Policy::none()).build().expect(BUILDS)
 }
 
 const BUILDS: &str = "a reqwest client with only timeouts set always builds";
 
-fn builder(connect_timeout: Duration) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
+fn builder(connect_timeout: Duration, token: Option<&str>) -> reqwest::ClientBuilder {
+    let builder = reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .pool_idle_timeout(Duration::from_secs(30))
-        .tcp_nodelay(true)
+        .tcp_nodelay(true);
+    match token.and_then(bearer) {
+        Some(value) => {
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert(axum::http::header::AUTHORIZATION, value);
+            builder.default_headers(headers)
+        }
+        None => builder,
+    }
+}
+
+/// `Bearer <token>` as a header value kept out of debug output, or None for
+/// a token no header can carry (the command line refuses those).
+fn bearer(token: &str) -> Option<axum::http::HeaderValue> {
+    let mut value = axum::http::HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+/// Parses a cluster token from the command line: text a header can carry.
+pub fn parse_token(token: &str) -> Result<String, String> {
+    if token.is_empty() || bearer(token).is_none() || token.chars().any(|c| c.is_whitespace()) {
+        return Err("a token is printable ASCII without spaces".into());
+    }
+    Ok(token.to_owned())
+}
+
+/// Paths anyone may call even when the cluster is closed: liveness and
+/// metrics, which say nothing private.
+pub const OPEN_PATHS: &[&str] = &["/heartbeat", "/healthz", "/metrics"];
+
+/// Closes `router` to everyone without `Authorization: Bearer <token>`
+/// (401 with a JSON error), except the paths in `open`. No token: open.
+pub fn require_token(router: Router, token: Option<String>, open: &'static [&'static str]) -> Router {
+    let Some(token) = token else { return router };
+    let token: std::sync::Arc<str> = token.into();
+    router.layer(axum::middleware::from_fn(move |request: Request, next: axum::middleware::Next| {
+        let token = token.clone();
+        async move {
+            if open.contains(&request.uri().path()) || token_matches(request.headers(), &token) {
+                return next.run(request).await;
+            }
+            let mut refused = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+            refused
+                .headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+            refused
+        }
+    }))
+}
+
+/// Whether the request carries `token`, compared in constant time.
+pub fn token_matches(headers: &axum::http::HeaderMap, token: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    given.len() == token.len() && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
 }
 
 /// A short, stable description of why an outbound call failed.

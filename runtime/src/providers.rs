@@ -5,13 +5,15 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use gradebook_shared::registry::{Patch, PatchEntry};
+use gradebook_shared::registry::{Patch, PatchEntry, PushedPatch};
 use rand::seq::{IndexedRandom, SliceRandom};
 
 #[derive(Debug, Default)]
 pub struct Providers {
     by_name: RwLock<HashMap<String, Vec<String>>>,
     patches: AtomicU64,
+    /// The newest sequence number applied (0: none yet).
+    last_seq: std::sync::Mutex<u64>,
 }
 
 /// No healthy provider of a required service is known.
@@ -20,6 +22,26 @@ pub struct Providers {
 pub struct NoProvider(pub String);
 
 impl Providers {
+    /// Applies a patch pushed by the registry unless a newer one has been
+    /// applied already (then it is stale, and applying it would undo the
+    /// newer one). Returns whether it was applied.
+    pub fn apply_pushed(&self, pushed: &PushedPatch) -> bool {
+        if let Some(seq) = pushed.seq {
+            let mut last = self.last_seq.lock().unwrap_or_else(|p| p.into_inner());
+            if seq <= *last {
+                tracing::debug!(seq, last = *last, "stale patch dropped");
+                return false;
+            }
+            *last = seq;
+            // Applied while still holding the lock, so two patches can
+            // never be applied in the opposite order of their numbers.
+            self.apply(&pushed.patch);
+            return true;
+        }
+        self.apply(&pushed.patch);
+        true
+    }
+
     /// Applies a patch from the registry. Idempotent: adding a known provider
     /// or removing an unknown one changes nothing.
     pub fn apply(&self, patch: &Patch) {
@@ -104,6 +126,18 @@ mod tests {
         assert_eq!(p.all("LogService"), vec!["http://a"]);
         p.apply(&Patch { added: vec![], removed: vec![entry("http://a")] });
         assert!(p.pick("LogService").is_err());
+    }
+
+    #[test]
+    fn a_patch_older_than_one_applied_is_dropped() {
+        let p = Providers::default();
+        let pushed = |seq, patch| PushedPatch { patch, seq: Some(seq) };
+        assert!(p.apply_pushed(&pushed(2, Patch { added: vec![entry("http://a")], removed: vec![] })));
+
+        let stale = pushed(1, Patch { added: vec![], removed: vec![entry("http://a")] });
+        assert!(!p.apply_pushed(&stale));
+
+        assert_eq!(p.all("LogService"), vec!["http://a"]);
     }
 
     #[test]

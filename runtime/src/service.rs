@@ -4,14 +4,14 @@
 //! fed by patches, and on shutdown deregisters exactly once before draining.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use gradebook_shared::names;
-use gradebook_shared::registry::{Patch, Registration};
+use gradebook_shared::registry::{Patch, PushedPatch, Registration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -43,10 +43,22 @@ pub struct ServiceSpec {
     pub session: bool,
     /// Ship this process's logs to the log service (which it then requires).
     pub logs: Option<logship::LogBuffer>,
+    /// After shutdown begins, how long in-flight requests may take before
+    /// the server stops waiting for them.
+    pub drain_timeout: Duration,
+    /// With a session held, how long without a probe from the registry
+    /// before registering again (the registry may have lost us without the
+    /// session telling).
+    pub reregister_after: Duration,
+    /// The app's routes are for people, who prove themselves another way
+    /// (the portal): only the runtime's own routes require the cluster token.
+    pub people_facing: bool,
 }
 
 impl ServiceSpec {
     pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const DEFAULT_REREGISTER_AFTER: Duration = Duration::from_secs(5);
 
     pub fn new(name: impl Into<String>, registry_url: impl Into<String>) -> Self {
         Self {
@@ -58,6 +70,9 @@ impl ServiceSpec {
             call_timeout: Self::DEFAULT_CALL_TIMEOUT,
             session: true,
             logs: None,
+            drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
+            reregister_after: Self::DEFAULT_REREGISTER_AFTER,
+            people_facing: false,
         }
     }
 
@@ -91,6 +106,15 @@ struct Inner {
     /// Sessions live as long as the service: no overall deadline.
     session_client: reqwest::Client,
     deregistered: AtomicBool,
+    /// When the registry last showed it knows us (a probe, or a
+    /// registration), in milliseconds since `epoch`.
+    last_heard_ms: AtomicU64,
+    epoch: tokio::time::Instant,
+    /// The registry answered our registration as ours does (with the
+    /// providers): it probes every half second, so silence means it lost
+    /// us. A registry of the original design probes far more rarely (and
+    /// Go 1.19 holds a session request unanswered), so silence says nothing.
+    registry_is_ours: AtomicBool,
 }
 
 /// A call to a required service that could not be made.
@@ -113,15 +137,22 @@ impl Runtime {
             format!("http://{addr}")
         });
         let url = url.trim_end_matches('/').to_owned();
-        let session_client = crate::http::open_ended_client(spec.call_timeout);
+        // Every call carries the cluster token: to the registry, to providers
+        // (found through the registry, which only token holders can join)
+        // and to the log service.
+        let token = spec.token.as_deref();
+        let session_client = crate::http::open_ended_client(spec.call_timeout, token);
         Self {
             inner: Arc::new(Inner {
-                client: crate::http::client(spec.call_timeout),
+                client: crate::http::client(spec.call_timeout, token),
                 session_client,
                 url,
                 spec,
                 providers: Providers::default(),
                 deregistered: AtomicBool::new(false),
+                last_heard_ms: AtomicU64::new(0),
+                epoch: tokio::time::Instant::now(),
+                registry_is_ours: AtomicBool::new(false),
             }),
         }
     }
@@ -143,6 +174,12 @@ impl Runtime {
         &self.inner.client
     }
 
+    /// A client without an overall deadline (for streams), with the same
+    /// credentials as [`Runtime::client`].
+    pub fn open_ended_client(&self) -> &reqwest::Client {
+        &self.inner.session_client
+    }
+
     /// Sends a request built by `build(client, provider_base_url)` to a
     /// provider of `name`, moving on to another provider when one cannot be
     /// connected to (the request never left, so this is safe for any method).
@@ -156,9 +193,18 @@ impl Runtime {
         }
         let mut reason = String::new();
         for base in candidates {
-            match build(&self.inner.client, &base).send().await {
+            let request = build(&self.inner.client, &base);
+            // A read may go to the next provider whatever happened to it: a
+            // pooled connection to a provider that has just died fails only
+            // once the request is on it. A write only when it never left.
+            let idempotent = request
+                .try_clone()
+                .and_then(|r| r.build().ok())
+                .is_some_and(|r| matches!(*r.method(), reqwest::Method::GET | reqwest::Method::HEAD));
+            match request.send().await {
                 Ok(response) => return Ok(response),
                 Err(e) if e.is_connect() => reason = format!("cannot connect to {base}"),
+                Err(e) if idempotent && !e.is_timeout() => reason = format!("{base}: {}", crate::http::describe(&e)),
                 Err(e) => {
                     return Err(CallError::Unreachable { name: name.to_owned(), reason: crate::http::describe(&e) });
                 }
@@ -170,7 +216,7 @@ impl Runtime {
     /// The routes the runtime adds to every service.
     pub fn routes(&self) -> Router {
         Router::new()
-            .route(HEARTBEAT_PATH, get(|| async { "ok" }))
+            .route(HEARTBEAT_PATH, get(heartbeat))
             .route(UPDATE_PATH, post(receive_patch))
             .with_state(self.clone())
     }
@@ -187,20 +233,13 @@ impl Runtime {
         }
     }
 
-    fn with_token(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.inner.spec.token {
-            Some(t) => req.bearer_auth(t),
-            None => req,
-        }
-    }
-
     fn registry(&self, path: &str) -> String {
         format!("{}{path}", self.inner.spec.registry_url.trim_end_matches('/'))
     }
 
     async fn register_once(&self) -> Result<(), String> {
         let req = self.inner.client.post(self.registry("/services")).json(&self.registration());
-        let response = self.with_token(req).send().await.map_err(|e| crate::http::describe(&e))?;
+        let response = req.send().await.map_err(|e| crate::http::describe(&e))?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
@@ -210,9 +249,8 @@ impl Runtime {
         // with an empty body (it has POSTed them to our update URL already).
         // Either way we are registered.
         let body = response.bytes().await.unwrap_or_default();
-        if let Ok(patch) = serde_json::from_slice::<Patch>(&body) {
-            self.inner.providers.merge(&patch.added);
-        }
+        let ours = serde_json::from_slice::<Patch>(&body).map(|patch| self.inner.providers.merge(&patch.added)).is_ok();
+        self.inner.registry_is_ours.store(ours, Ordering::Relaxed);
         Ok(())
     }
 
@@ -227,11 +265,33 @@ impl Runtime {
         let req = self.inner.session_client.post(self.registry("/sessions")).query(&[("url", self.url())]).body(body);
         let response = tokio::select! {
             _ = cancel.cancelled() => return SessionEnd::Shutdown,
-            r = self.with_token(req).send() => r,
+            () = self.unheard_for(self.inner.spec.reregister_after), if self.inner.registry_is_ours.load(Ordering::Relaxed) => {
+                return SessionEnd::Unprobed;
+            }
+            r = req.send() => r,
         };
         match response {
             Ok(r) => SessionEnd::answered(r).await,
             Err(e) => SessionEnd::Lost(crate::http::describe(&e)),
+        }
+    }
+
+    /// The registry has shown it knows us (it probed us, or we registered).
+    fn heard(&self) {
+        let now = self.inner.epoch.elapsed().as_millis() as u64;
+        self.inner.last_heard_ms.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Resolves once the registry has not probed us for `silence`: it has
+    /// lost us, though the session did not say so (a cut network, say).
+    async fn unheard_for(&self, silence: Duration) {
+        loop {
+            let heard = Duration::from_millis(self.inner.last_heard_ms.load(Ordering::Relaxed));
+            let quiet = self.inner.epoch.elapsed().saturating_sub(heard);
+            if quiet >= silence {
+                return;
+            }
+            tokio::time::sleep(silence - quiet).await;
         }
     }
 
@@ -273,6 +333,7 @@ impl Runtime {
                 }
             }
             tracing::info!(service = %self.name(), url = %self.url(), "registered with the registry");
+            self.heard();
             backoff = MIN_BACKOFF;
             loop {
                 let started = tokio::time::Instant::now();
@@ -280,6 +341,13 @@ impl Runtime {
                     SessionEnd::Shutdown => return,
                     SessionEnd::NotRegistered => {
                         tracing::warn!("the registry has forgotten this service; registering again");
+                        continue 'register;
+                    }
+                    SessionEnd::Unprobed => {
+                        tracing::warn!(
+                            silence = ?self.inner.spec.reregister_after,
+                            "the registry has stopped probing this service; registering again"
+                        );
                         continue 'register;
                     }
                     SessionEnd::Unsupported(status) => {
@@ -319,7 +387,7 @@ impl Runtime {
             .header(reqwest::header::CONTENT_TYPE, "text/plain")
             .timeout(Duration::from_secs(1))
             .body(self.url().to_owned());
-        match self.with_token(req).send().await {
+        match req.send().await {
             Ok(r) if r.status().is_success() => tracing::info!(url = %self.url(), "deregistered"),
             Ok(r) => tracing::warn!(status = %r.status(), "deregistration refused"),
             Err(e) => tracing::warn!(error = %crate::http::describe(&e), "deregistration failed"),
@@ -332,8 +400,11 @@ const SESSION_RETRY: Duration = Duration::from_secs(60);
 
 enum SessionEnd {
     Shutdown,
-    /// Our registry does not know this service (any more).
+    /// Our registry does not know this service (any more), or has just
+    /// removed it.
     NotRegistered,
+    /// The registry stopped probing us while the session looked alive.
+    Unprobed,
     /// The registry has no sessions at all (the original design's).
     Unsupported(reqwest::StatusCode),
     Lost(String),
@@ -360,10 +431,21 @@ impl SessionEnd {
     }
 }
 
-async fn receive_patch(State(rt): State<Runtime>, ApiJson(patch): ApiJson<Patch>) -> Json<serde_json::Value> {
-    tracing::debug!(added = ?patch.added, removed = ?patch.removed, "patch received");
-    rt.inner.providers.apply(&patch);
-    Json(serde_json::json!({ "applied": true }))
+/// Open to anyone; but only a probe carrying the cluster token (the
+/// registry's) counts as the registry still knowing us, so a stranger's
+/// polling cannot keep a forgotten service from registering again.
+async fn heartbeat(State(rt): State<Runtime>, headers: axum::http::HeaderMap) -> &'static str {
+    if rt.inner.spec.token.as_deref().is_none_or(|t| crate::http::token_matches(&headers, t)) {
+        rt.heard();
+    }
+    "ok"
+}
+
+async fn receive_patch(State(rt): State<Runtime>, ApiJson(pushed): ApiJson<PushedPatch>) -> Json<serde_json::Value> {
+    let patch = &pushed.patch;
+    tracing::debug!(added = ?patch.added, removed = ?patch.removed, seq = ?pushed.seq, "patch received");
+    let applied = rt.inner.providers.apply_pushed(&pushed);
+    Json(serde_json::json!({ "applied": applied }))
 }
 
 /// Serves `app` (plus the runtime's routes) on `listener`, registered with
@@ -375,7 +457,15 @@ pub async fn serve(
     app: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = runtime.routes().merge(app);
+    // Closed by default: with a cluster token, nothing but liveness and
+    // metrics answers without it. A people-facing app (the portal) checks
+    // its own callers; its patch endpoint still takes only the registry's.
+    let token = runtime.inner.spec.token.clone();
+    let app = if runtime.inner.spec.people_facing {
+        crate::http::require_token(runtime.routes(), token, crate::http::OPEN_PATHS).merge(app)
+    } else {
+        crate::http::require_token(runtime.routes().merge(app), token, crate::http::OPEN_PATHS)
+    };
     // The listener is already bound, so registering now cannot send anyone
     // to a service that does not answer yet.
     let background = shutdown.child_token();
@@ -389,6 +479,7 @@ pub async fn serve(
     });
     tracing::info!(service = %runtime.name(), url = %runtime.url(), "listening");
     let rt = runtime.clone();
+    let stop = shutdown.clone();
     let graceful = async move {
         shutdown.cancelled().await;
         // Registration must be over before we deregister, or it could land
@@ -398,7 +489,10 @@ pub async fn serve(
         let _ = registration.await;
         rt.deregister().await;
     };
-    let served = axum::serve(listener, app).with_graceful_shutdown(graceful).await;
+    // Handlers may ask who connected (the portal limits sign-ins per address).
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    let served = crate::http::drained_within(served.into_future(), &stop, runtime.inner.spec.drain_timeout).await;
     stop_shipping.cancel();
     if let Some(shipper) = shipper {
         let _ = shipper.await;

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ErrorBody;
+use crate::{ErrorBody, printable};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum GradeType {
@@ -130,6 +130,11 @@ impl NewGrade {
         if chars > TITLE_MAX_CHARS {
             return Err(field_error("Title", format!("Title must be at most {TITLE_MAX_CHARS} characters")));
         }
+        // A NUL hurt most: SQLite's `length()` stops at it (a title starting
+        // with one broke the table's check and read as "database
+        // unavailable"), PostgreSQL refuses it, and stored it reached the
+        // portal's HTML raw.
+        printable("Title", title)?;
         let kind = kind.parse::<GradeType>().map_err(|_| {
             field_error("Type", format!("Type must be one of Quiz, Test, Exam, Homework (got {kind:?})"))
         })?;
@@ -192,7 +197,7 @@ impl NewStudent {
                 n if n > NAME_MAX_CHARS => {
                     Err(field_error(field, format!("{field} must be at most {NAME_MAX_CHARS} characters")))
                 }
-                _ => Ok(s.to_owned()),
+                _ => printable(field, s).map(|()| s.to_owned()),
             }
         };
         Ok(NewStudent { first_name: name("FirstName")?, last_name: name("LastName")? })
@@ -230,6 +235,32 @@ mod tests {
             let err = NewGrade::validate(&body).unwrap_err();
             assert_eq!(err.field.as_deref(), Some(field), "{body}");
         }
+    }
+
+    #[test]
+    fn control_characters_in_a_title_or_a_name_are_refused_naming_the_field() {
+        // Leading NUL, inner NUL, only NUL, escape sequences, inner line
+        // breaks and a right-to-left override; surrounding whitespace is
+        // trimmed first, so a form's trailing newline is not refused.
+        for bad in
+            ["\0Quiz", "Qu\0iz", "\0", "\u{1b}[31mQuiz", "Quiz\n3", "Quiz\t3", "\u{7f}", "\u{202E}ziuQ", "a\u{2066}b"]
+        {
+            let err = NewGrade::validate(&json!({"Title": bad, "Type": "Quiz", "Score": 1})).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some("Title"), "{bad:?}");
+            assert!(err.error.contains("control characters"), "{bad:?}: {}", err.error);
+            let err = NewGrade::from_form(bad, "Quiz", "1").unwrap_err();
+            assert_eq!(err.field.as_deref(), Some("Title"), "form {bad:?}");
+            let err = NewStudent::validate(&json!({"FirstName": bad, "LastName": "Lovelace"})).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some("FirstName"), "{bad:?}");
+            let err = NewStudent::validate(&json!({"FirstName": "Ada", "LastName": bad})).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some("LastName"), "{bad:?}");
+        }
+        let err = NewGrade::validate(&json!({"Title": "Qu\0iz", "Type": "Quiz", "Score": 1})).unwrap_err();
+        assert_eq!(err.error, "Title must not contain control characters (U+0000 at character 3)");
+        // What stays allowed: trimmed whitespace, accents, other scripts.
+        assert_eq!(NewGrade::from_form(" Quiz 3\r\n", "Quiz", "1").unwrap().title, "Quiz 3");
+        let s = NewStudent::validate(&json!({"FirstName": "Zoë", "LastName": "\u{5D0}\u{5D1}"})).unwrap();
+        assert_eq!(s.last_name, "\u{5D0}\u{5D1}");
     }
 
     #[test]

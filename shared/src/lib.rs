@@ -27,6 +27,25 @@ impl ErrorBody {
     }
 }
 
+/// Refuses text that holds a control character or a bidirectional
+/// embedding, override or isolate, with a 400's body naming `field`. Names,
+/// titles and URLs never hold one, and an override makes text display as
+/// something else.
+pub fn printable(field: &str, text: &str) -> Result<(), ErrorBody> {
+    let bidi = |c: char| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    match text.chars().enumerate().find(|&(_, c)| c.is_control() || bidi(c)) {
+        Some((at, c)) => Err(ErrorBody {
+            error: format!(
+                "{field} must not contain control characters (U+{:04X} at character {})",
+                u32::from(c),
+                at + 1
+            ),
+            field: Some(field.to_owned()),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Service names used by the system itself.
 pub mod names {
     pub const LOG: &str = "LogService";

@@ -55,6 +55,19 @@ pub struct Patch {
     pub removed: Vec<PatchEntry>,
 }
 
+/// A patch as the registry pushes it: with a sequence number (an extension
+/// that clients of the original ignore), increasing across everything one
+/// registry sends and across its restarts, so a dependent can drop a patch
+/// that arrives after a newer one (a delivery that timed out, say, but
+/// still landed later).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushedPatch {
+    #[serde(flatten)]
+    pub patch: Patch,
+    #[serde(rename = "Seq", default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+}
+
 impl Patch {
     pub fn is_empty(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty()

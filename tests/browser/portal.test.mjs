@@ -1,13 +1,18 @@
 // Browser tests of the portal: the real system (registry, log, grading,
 // portal as separate processes on free ports, throwaway data), driven in
 // Debian's Chromium by playwright-core. Run by `make test` after the release
-// builds (`cargo leptos build --release`, `trunk build --release`).
+// builds (`make release`: scripts/build-portal.sh and `trunk build --release`).
+//
+// The system runs closed, as a school would run it: every process gets the
+// cluster token through its environment, a teacher account is made with the
+// CLI, and each page signs in first (with and without JavaScript).
 //
 //   node --test tests/browser/
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs';
 import { createServer, request as httpRequest } from 'node:http';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join, extname } from 'node:path';
 import { createRequire } from 'node:module';
@@ -16,8 +21,27 @@ import { eventually, freePort, root, system } from './support.mjs';
 const require = createRequire(join(root, 'tools/package.json'));
 const { chromium } = require('playwright-core');
 
+// Children inherit it from this process's environment (never a command line).
+const CLUSTER_TOKEN = 'browser-tests-cluster-token-0123456789abcdef';
+process.env.GRADEBOOK_TOKEN = CLUSTER_TOKEN;
+const TEACHER = 'teacher';
+const PASSWORD = 'a teacher password';
+const bin = process.env.GRADEBOOK_BIN_DIR ?? join(root, 'target/release');
+
 const { procs, ports, url, start } = system();
-let browser, dataDir, csrServer;
+let browser, dataDir, csrServer, databaseUrl, apiToken;
+
+/// Headers of a script calling the portal's API with the teacher's personal token.
+const asTeacher = (headers = {}) => ({ ...headers, authorization: `Bearer ${apiToken}` });
+/// Headers of a service calling another with the cluster token.
+const asService = (headers = {}) => ({ ...headers, authorization: `Bearer ${CLUSTER_TOKEN}` });
+
+/// `gradebook accounts …` on grading's database; what it prints.
+function accounts(args, input) {
+  return execFileSync(join(bin, 'gradebook'), ['accounts', ...args, '--database-url', databaseUrl], {
+    cwd: root, input: input ?? '', encoding: 'utf8', stdio: ['pipe', 'pipe', 'inherit'],
+  }).trim();
+}
 
 /// Serves the trunk build (dist/) and proxies /api to the portal, as `trunk serve` does.
 function serveCsr(port) {
@@ -42,6 +66,7 @@ function serveCsr(port) {
 before(async () => {
   for (const name of ['registry', 'log', 'grading', 'portal', 'csr']) ports[name] = await freePort();
   dataDir = mkdtempSync(join(tmpdir(), 'gradebook-browser-'));
+  databaseUrl = `sqlite://${join(dataDir, 'grading.db')}`;
   const registryUrl = url('registry');
   start('registry', 'gradebook', ['registry', '--addr', `127.0.0.1:${ports.registry}`]);
   await eventually('the registry', async () => (await fetch(url('registry', '/healthz'))).ok);
@@ -49,11 +74,16 @@ before(async () => {
   start('log', 'gradebook', ['log', '--addr', `127.0.0.1:${ports.log}`, '--dir', join(dataDir, 'log'), ...common]);
   start('grading', 'gradebook', [
     'grading', '--addr', `127.0.0.1:${ports.grading}`,
-    '--database-url', `sqlite://${join(dataDir, 'grading.db')}`, ...common,
+    '--database-url', databaseUrl, ...common,
   ]);
+  await eventually('grading', async () => (await fetch(url('grading', '/healthz'))).ok);
+  // The password on standard input, as a script gives it.
+  accounts(['add', TEACHER, '--role', 'teacher'], PASSWORD);
+  apiToken = accounts(['token', TEACHER]).split('\n').at(-1).trim();
   start('portal', 'gradebook-portal', ['--addr', `127.0.0.1:${ports.portal}`, ...common]);
-  await eventually('the portal to reach grading', async () => (await fetch(url('portal', '/api/students'))).ok);
-  await eventually('the portal to reach the log service', async () => (await fetch(url('portal', '/api/logs'))).ok);
+  const api = (path) => fetch(url('portal', path), { headers: asTeacher() });
+  await eventually('the portal to reach grading', async () => (await api('/api/students')).ok);
+  await eventually('the portal to reach the log service', async () => (await api('/api/logs')).ok);
   csrServer = serveCsr(ports.csr);
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
@@ -72,8 +102,9 @@ after(async () => {
 });
 
 /// A page whose console errors and warnings (hydration mismatches among
-/// them) are collected; `problems()` must stay empty.
-async function openPage(options = {}) {
+/// them) are collected; `problems()` must stay empty. Signed in as the
+/// teacher unless `signedIn: false`.
+async function openPage({ signedIn = true, ...options } = {}) {
   const context = await browser.newContext(options);
   const page = await context.newPage();
   const seen = [];
@@ -82,8 +113,54 @@ async function openPage(options = {}) {
   });
   page.on('pageerror', (e) => seen.push(`page error: ${e.message}`));
   page.problems = () => seen;
+  if (signedIn) {
+    await page.goto(url('portal', '/signin'));
+    await signIn(page);
+  }
   return page;
 }
+
+/// Fills the sign-in form the page shows and posts it (a plain form post,
+/// with or without JavaScript).
+async function signIn(page, password = PASSWORD) {
+  await page.fill('input[name=name]', TEACHER);
+  await page.fill('input[name=password]', password);
+  await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+}
+
+for (const javaScriptEnabled of [true, false]) {
+  test(`${javaScriptEnabled ? 'with' : 'without'} JavaScript an anonymous visitor signs in and comes back to the page asked for`, async () => {
+    const page = await openPage({ signedIn: false, javaScriptEnabled });
+    await page.goto(url('portal', '/students/2'));
+    assert.equal(new URL(page.url()).pathname, '/signin');
+    assert.equal(new URL(page.url()).searchParams.get('next'), '/students/2');
+
+    await signIn(page, 'not the password');
+    assert.match(await page.textContent('.error'), /Wrong name or password/);
+    await signIn(page);
+    assert.equal(new URL(page.url()).pathname, '/students/2');
+    assert.equal(await page.textContent('h1'), 'Roberto Baggio');
+    if (javaScriptEnabled) await hydrated(page);
+    // The browser logs the wrong password's 401 itself; nothing else.
+    assert.deepEqual(page.problems().filter((p) => !p.includes('401')), []);
+  });
+}
+
+test('an anonymous API call gets 401 and a cross-site form post gets 403', async () => {
+  const api = await fetch(url('portal', '/api/students'));
+  assert.equal(api.status, 401);
+  const page = await openPage();
+  const cookies = (await page.context().cookies()).map((c) => `${c.name}=${c.value}`).join('; ');
+  const before = (await (await fetch(url('grading', '/students/1'), { headers: asService() })).json()).Grades.length;
+  const forged = await fetch(url('portal', '/students/1/grades'), {
+    method: 'POST', redirect: 'manual',
+    headers: { cookie: cookies, origin: 'https://evil.example', 'content-type': 'application/x-www-form-urlencoded' },
+    body: 'Title=Forged&Type=Quiz&Score=1',
+  });
+  assert.equal(forged.status, 403);
+  const after = (await (await fetch(url('grading', '/students/1'), { headers: asService() })).json()).Grades.length;
+  assert.equal(after, before, 'nothing stored');
+});
 
 /// Waits until the WebAssembly client has taken over the page.
 async function hydrated(page) {
@@ -146,7 +223,7 @@ test('an invalid score shows the service message inline and stores nothing', asy
   await page.click('button[type=submit]');
   const error = await page.waitForSelector('form .error');
   assert.match(await error.textContent(), /Score must be a number from 0 to 100/);
-  const emma = await (await fetch(url('grading', '/students/3'))).json();
+  const emma = await (await fetch(url('grading', '/students/3'), { headers: asService() })).json();
   assert.equal(emma.Grades.length, 3);
   // The browser logs the failed request's 400 itself; nothing else.
   assert.deepEqual(page.problems().filter((p) => !p.includes('400')), []);
@@ -172,7 +249,7 @@ test('without JavaScript the form posts and redirects back to the student', asyn
 test('a script in a title is shown as text, never run', async () => {
   const title = '<script>window.__owned = 1</script><b>bold</b>';
   const r = await fetch(url('portal', '/api/students/5/grades'), {
-    method: 'POST', headers: { 'content-type': 'application/json' },
+    method: 'POST', headers: asTeacher({ 'content-type': 'application/json' }),
     body: JSON.stringify({ Title: title, Type: 'Quiz', Score: 10 }),
   });
   assert.equal(r.status, 201);
@@ -202,9 +279,39 @@ test('the log page lists entries and streams new ones in', async () => {
   await page.goto(url('portal', '/logs?service=BrowserTest'));
   await hydrated(page);
   await new Promise((r) => setTimeout(r, 300)); // the stream connects
-  await fetch(url('log', '/log'), { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '[BrowserTest] - hello from the test' });
+  await fetch(url('log', '/log'), { method: 'POST', headers: asService({ 'content-type': 'text/plain' }), body: '[BrowserTest] - hello from the test' });
   await page.waitForSelector('table.logs td:has-text("hello from the test")');
   assert.deepEqual(page.problems(), []);
+});
+
+test('the log page shows what each entry is about, from its fields', async () => {
+  await fetch(url('log', '/log'), {
+    method: 'POST', headers: asService({ 'content-type': 'application/json' }),
+    body: JSON.stringify([{ service: 'BrowserFields', message: 'registered', fields: { service: 'GradingService', providers: 2 } }]),
+  });
+  const page = await openPage();
+  await page.goto(url('portal', '/logs?service=BrowserFields'));
+  await hydrated(page);
+  const fields = await page.textContent('table.logs td.fields');
+  assert.match(fields, /service=GradingService/);
+  assert.match(fields, /providers=2/);
+  assert.match(await page.textContent('p.note'), /order the log service received them/);
+  assert.deepEqual(page.problems(), []);
+});
+
+test('without JavaScript the root redirects to the grade book, and a wrong method gets an error page', async () => {
+  const root = await fetch(url('portal', '/'), { redirect: 'manual', headers: asTeacher() });
+  assert.equal(root.status, 303);
+  assert.equal(root.headers.get('location'), '/students');
+  const page = await openPage({ javaScriptEnabled: false });
+  await page.goto(url('portal', '/'));
+  assert.equal(new URL(page.url()).pathname, '/students');
+  assert.equal(await page.textContent('h1'), 'Grade Book');
+
+  const wrong = await fetch(url('portal', '/logs'), { method: 'PUT', headers: asTeacher() });
+  assert.equal(wrong.status, 405);
+  assert.match(wrong.headers.get('content-type'), /text\/html/);
+  assert.match(await wrong.text(), /Method not allowed/);
 });
 
 test('the trunk-built client lists students and adds a grade', async () => {
@@ -222,15 +329,16 @@ test('the trunk-built client lists students and adds a grade', async () => {
 });
 
 test('with grading stopped the portal answers 503 with a message and keeps working', async () => {
+  // Signed in while grading (which keeps the accounts) is still there.
+  const page = await openPage();
   procs.grading.kill('SIGTERM');
   await new Promise((r) => procs.grading.once('exit', r));
-  const page = await openPage();
   const response = await page.goto(url('portal', '/students'));
   assert.equal(response.status(), 503);
   assert.match(await page.textContent('.problem'), /grading service is unavailable/);
   const services = await page.goto(url('portal', '/services'));
   assert.equal(services.status(), 200, 'the rest of the portal still works');
-  const api = await fetch(url('portal', '/api/students'));
+  const api = await fetch(url('portal', '/api/students'), { headers: asTeacher() });
   assert.equal(api.status, 503);
   assert.match((await api.json()).error, /unavailable/);
 });

@@ -49,3 +49,13 @@ export async function eventually(what, check, ms = 15000) {
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/// Whether one load of the grade book at `pageUrl` succeeds, with its data.
+export async function gradeBookLoads(pageUrl) {
+  try {
+    const r = await fetch(pageUrl);
+    return r.ok && (await r.text()).includes('Carter');
+  } catch {
+    return false;
+  }
+}

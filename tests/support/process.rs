@@ -63,6 +63,32 @@ impl Proc {
         Proc { child, url }
     }
 
+    /// Starts `gradebook` on a free port of 127.0.0.1: `args(addr)` gives its
+    /// arguments for the address `127.0.0.1:PORT`. Returns once it accepts
+    /// connections there, with that address. When another process took the
+    /// port between its choice and the child's bind (the child then exits),
+    /// tries another port.
+    pub async fn start_listening(args: impl Fn(&str) -> Vec<String>) -> (Proc, String) {
+        const TRIES: usize = 5;
+        for _ in 0..TRIES {
+            let addr = format!("127.0.0.1:{}", crate::free_port());
+            let args = args(&addr);
+            let mut proc = Proc::start(&args.iter().map(String::as_str).collect::<Vec<_>>(), false);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                if proc.child.try_wait().unwrap().is_some() {
+                    break; // it could not bind: another port
+                }
+                if tokio::net::TcpStream::connect(&addr).await.is_ok() && proc.child.try_wait().unwrap().is_none() {
+                    return (proc, addr);
+                }
+                assert!(tokio::time::Instant::now() < deadline, "nothing listens at {addr}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        panic!("gradebook {:?} exited before listening, {TRIES} times", args("127.0.0.1:PORT"));
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
@@ -72,8 +98,10 @@ impl Proc {
         assert!(ok, "kill -{sig} failed");
     }
 
+    /// SIGKILL, sent from this process at once (no `kill` command to
+    /// start first), then reaped.
     pub fn kill9(&mut self) {
-        self.signal("KILL");
+        self.child.kill().expect("SIGKILL is delivered");
         let _ = self.child.wait();
     }
 

@@ -1,17 +1,22 @@
 //! The grading service: students and their grades, persisted (see [`db`]),
 //! with the original design's JSON names. Registers as `GradingService`.
 //!
-//! Reads are served from an in-memory copy of the last answer while nothing
-//! has been written since; with a shared (PostgreSQL) database another
-//! instance may write at any time, so there every read goes to the database.
-//! Every read carries an `ETag` derived from its content (equal on every
-//! instance), and `If-None-Match` gets a bodiless 304: the portal revalidates
-//! its rendered pages that way on every request.
+//! Reads are served from an in-memory copy of the last answer (its bytes and
+//! ETag) while nothing has been written since: once warm, reads never touch
+//! the database. Every write drops that copy before it is answered; with a
+//! shared (PostgreSQL) database every instance also drops it when PostgreSQL
+//! notifies it of another instance's write (see [`db::Writes::watch_changes`]),
+//! and reads go to the database while it cannot listen; a write is answered
+//! only once every listening instance has dropped its copy. Grades are
+//! written in groups sharing one commit (see [`db`]). Every read carries an
+//! `ETag` derived from its content (equal on every instance), and
+//! `If-None-Match` gets a bodiless 304: the portal revalidates its rendered
+//! pages that way on every request.
 
 pub mod db;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::extract::{Path, State};
@@ -26,6 +31,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use db::Db;
+use db::Writes;
 
 use gradebook_runtime::Runtime;
 use gradebook_runtime::http::{ApiJson, error_response, finish_router};
@@ -43,6 +49,9 @@ pub enum GradingError {
     Invalid(ErrorBody),
     #[error("the database is unavailable")]
     Database(#[from] sqlx::Error),
+    /// The commit of a group of grades failed (logged once, by the writer).
+    #[error("the database is unavailable")]
+    Group(Arc<sqlx::Error>),
 }
 
 impl IntoResponse for GradingError {
@@ -56,6 +65,9 @@ impl IntoResponse for GradingError {
                 tracing::error!(error = %e, "database error");
                 error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorBody::new("the database is unavailable"))
             }
+            GradingError::Group(_) => {
+                error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorBody::new("the database is unavailable"))
+            }
         }
     }
 }
@@ -64,7 +76,8 @@ impl IntoResponse for GradingError {
 #[derive(Clone)]
 pub struct Grading {
     db: Db,
-    cache: Option<Arc<ReadCache>>,
+    writes: Writes,
+    cache: Arc<ReadCache>,
 }
 
 /// Serialized answers of the last reads, valid while `generation` is the one
@@ -72,6 +85,9 @@ pub struct Grading {
 #[derive(Default)]
 struct ReadCache {
     generation: AtomicU64,
+    /// Whether every write reaches `generation`: always on SQLite (only we
+    /// write), on PostgreSQL while we listen for the others' writes.
+    complete: AtomicBool,
     list: RwLock<Option<(u64, Answer)>>,
     students: RwLock<HashMap<i64, (u64, Answer)>>,
 }
@@ -114,18 +130,39 @@ impl ReadCache {
     fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
+
+    /// The generation a read may use and keep answers at, or `None` while
+    /// writes may go unnoticed. Read before `complete`: an answer kept at a
+    /// generation that a change of `complete` moved on is never served.
+    fn generation(&self) -> Option<u64> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        self.complete.load(Ordering::SeqCst).then_some(generation)
+    }
+
+    fn changed(&self, change: db::Change) {
+        match change {
+            db::Change::Wrote => self.invalidate(),
+            db::Change::Listening => {
+                self.invalidate();
+                self.complete.store(true, Ordering::SeqCst);
+            }
+            db::Change::Deaf => {
+                self.complete.store(false, Ordering::SeqCst);
+                self.invalidate();
+            }
+        }
+    }
 }
 
 impl Grading {
     pub fn new(db: Db) -> Self {
-        let cache = (!db.is_shared()).then(Arc::default);
-        Self { db, cache }
+        let cache = Arc::new(ReadCache::default());
+        cache.complete.store(!db.is_shared(), Ordering::SeqCst);
+        Self { writes: Writes::new(db.clone()), db, cache }
     }
 
     fn wrote(&self) {
-        if let Some(c) = &self.cache {
-            c.invalidate();
-        }
+        self.cache.invalidate();
     }
 }
 
@@ -136,6 +173,7 @@ pub fn router(state: Grading) -> Router {
         .route("/students/{id}/grades", post(add_grade))
         .route("/students/{id}/grades/{grade_id}", delete(remove_grade))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::accounts::router(state.db.clone()))
         .with_state(state);
     finish_router(api, BODY_LIMIT)
 }
@@ -149,14 +187,22 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let db = state.db.clone();
+    // Other instances' writes, on PostgreSQL; nothing to do on SQLite.
+    let watching = shutdown.child_token();
+    let (writes, cache, token) = (state.writes.clone(), state.cache.clone(), watching.clone());
+    let watcher = tokio::spawn(async move { writes.watch_changes(|c| cache.changed(c), token).await });
     let served = gradebook_runtime::serve(listener, runtime, router(state), shutdown).await;
+    watching.cancel();
+    let _ = watcher.await;
     db.close().await;
     served
 }
 
 async fn list_students(State(g): State<Grading>, request: HeaderMap) -> Result<Response, GradingError> {
-    let Some(cache) = &g.cache else { return Ok(Answer::new(&g.db.students().await?).respond(&request)) };
-    let generation = cache.generation.load(Ordering::SeqCst);
+    let cache = &g.cache;
+    let Some(generation) = cache.generation() else {
+        return Ok(Answer::new(&g.db.students().await?).respond(&request));
+    };
     if let Some((at, answer)) = &*cache.list.read().unwrap_or_else(|p| p.into_inner())
         && *at == generation
     {
@@ -172,8 +218,9 @@ async fn get_student(
     Path(id): Path<i64>,
     request: HeaderMap,
 ) -> Result<Response, GradingError> {
-    let generation = g.cache.as_ref().map(|c| c.generation.load(Ordering::SeqCst));
-    if let (Some(cache), Some(generation)) = (&g.cache, generation)
+    let cache = &g.cache;
+    let generation = cache.generation();
+    if let Some(generation) = generation
         && let Some((at, answer)) = cache.students.read().unwrap_or_else(|p| p.into_inner()).get(&id)
         && *at == generation
     {
@@ -191,7 +238,7 @@ async fn get_student(
         return Err(GradingError::NoStudent(id));
     };
     let answer = Answer::new(&student);
-    if let (Some(cache), Some(generation)) = (&g.cache, generation) {
+    if let Some(generation) = generation {
         let mut students = cache.students.write().unwrap_or_else(|p| p.into_inner());
         students.retain(|_, (at, _)| *at == generation);
         students.insert(id, (generation, answer.clone()));
@@ -205,9 +252,9 @@ async fn add_grade(
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<impl IntoResponse, GradingError> {
     let new = NewGrade::validate(&body).map_err(GradingError::Invalid)?;
-    let stored = g.db.add_grade(id, &new).await;
+    let stored = g.writes.add_grade(id, new).await;
     g.wrote();
-    let grade = stored?.ok_or(GradingError::NoStudent(id))?;
+    let grade = stored.map_err(GradingError::Group)?.ok_or(GradingError::NoStudent(id))?;
     tracing::info!(student = id, grade = grade.id, title = %grade.title, score = grade.score, "grade added");
     metrics::counter!("gradebook_grades_written_total").increment(1);
     let location = format!("/students/{id}/grades/{}", grade.id);
@@ -219,7 +266,7 @@ async fn add_student(
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<impl IntoResponse, GradingError> {
     let new = NewStudent::validate(&body).map_err(GradingError::Invalid)?;
-    let stored = g.db.add_student(&new).await;
+    let stored = g.writes.add_student(&new).await;
     g.wrote();
     let student = stored?;
     tracing::info!(student = student.id, "student added");
@@ -230,11 +277,102 @@ async fn remove_grade(
     State(g): State<Grading>,
     Path((id, grade_id)): Path<(i64, i64)>,
 ) -> Result<StatusCode, GradingError> {
-    let removed = g.db.remove_grade(id, grade_id).await;
+    let removed = g.writes.remove_grade(id, grade_id).await;
     g.wrote();
     if !removed? {
         return Err(GradingError::NoGrade(id, grade_id));
     }
     tracing::info!(student = id, grade = grade_id, "grade removed");
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    async fn sqlite(label: &str) -> (Grading, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "gradebook-grading-{label}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+        ));
+        let db = Db::connect(&format!("sqlite://{}/grading.db", dir.display())).await.expect("SQLite opens");
+        (Grading::new(db), dir)
+    }
+
+    /// Sends `method path` with `body` (JSON when given): status, ETag, body.
+    async fn send(g: &Grading, method: &str, path: &str, body: Option<&str>) -> (StatusCode, String, Bytes) {
+        let mut request = Request::builder().method(method).uri(path).header("accept", "application/json");
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let request = request.body(Body::from(body.unwrap_or_default().to_owned())).expect("a valid request");
+        let response = router(g.clone()).oneshot(request).await.expect("the router answers");
+        let status = response.status();
+        let etag = response.headers().get(header::ETAG).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("the body arrives");
+        (status, etag, body)
+    }
+
+    #[tokio::test]
+    async fn warm_reads_are_answered_from_memory_without_the_database() {
+        let (g, dir) = sqlite("memory").await;
+        let warm_list = send(&g, "GET", "/students", None).await;
+        let warm_one = send(&g, "GET", "/students/2", None).await;
+        assert_eq!((warm_list.0, warm_one.0), (StatusCode::OK, StatusCode::OK));
+
+        g.db.close().await;
+
+        assert_eq!(send(&g, "GET", "/students", None).await, warm_list, "the list, from memory");
+        assert_eq!(send(&g, "GET", "/students/2", None).await, warm_one, "one student, from memory");
+        let cold = send(&g, "GET", "/students/3", None).await;
+        assert_eq!(cold.0, StatusCode::SERVICE_UNAVAILABLE, "an unread student still needs the database");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_write_replaces_the_snapshot_before_it_is_answered() {
+        let (g, dir) = sqlite("replace").await;
+        let (_, list_tag, _) = send(&g, "GET", "/students", None).await;
+        let (_, one_tag, _) = send(&g, "GET", "/students/4", None).await;
+
+        let (status, _, _) =
+            send(&g, "POST", "/students/4/grades", Some(r#"{"Title":"New","Type":"Test","Score":70}"#)).await;
+
+        assert_eq!(status, StatusCode::CREATED);
+        let (_, new_list_tag, list) = send(&g, "GET", "/students", None).await;
+        let (_, new_one_tag, one) = send(&g, "GET", "/students/4", None).await;
+        assert_ne!((new_list_tag, new_one_tag), (list_tag, one_tag));
+        let list: Vec<gradebook_shared::grading::Student> = serde_json::from_slice(&list).expect("a list");
+        let one: gradebook_shared::grading::Student = serde_json::from_slice(&one).expect("a student");
+        assert_eq!(list[3].grades.last().map(|g| g.title.as_str()), Some("New"));
+        assert_eq!(one.grades.last().map(|g| g.title.as_str()), Some("New"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_grade_whose_commit_fails_is_answered_503_in_json() {
+        let (g, dir) = sqlite("commit-503").await;
+        // Checked only at COMMIT (deferred): the commit itself fails.
+        let Db::Sqlite(pool, _) = &g.db else { unreachable!("a SQLite URL gives SQLite") };
+        for sql in [
+            "CREATE TABLE poison (student_id INTEGER REFERENCES students (id) DEFERRABLE INITIALLY DEFERRED)",
+            "CREATE TRIGGER poisoned AFTER INSERT ON grades BEGIN INSERT INTO poison VALUES (-1); END",
+        ] {
+            sqlx::query(sql).execute(pool).await.expect("the failure is set up");
+        }
+        let (_, _, before) = send(&g, "GET", "/students", None).await;
+
+        let (status, _, body) =
+            send(&g, "POST", "/students/1/grades", Some(r#"{"Title":"Lost","Type":"Quiz","Score":1}"#)).await;
+
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("a JSON error");
+        assert_eq!(body["error"], "the database is unavailable");
+        assert_eq!(send(&g, "GET", "/students", None).await.2, before, "nothing stored");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -33,9 +33,40 @@ use gradebook_runtime::http::{error_response, finish_router};
 
 /// Largest `POST /log` body.
 pub const BODY_LIMIT: usize = 1024 * 1024;
+/// Largest message of one record, and largest `fields` of one (as JSON).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Most records `GET /log` returns.
 pub const MAX_LIMIT: usize = 1000;
+/// Most bytes of records one `GET /log` answer carries; page on with `after=`.
+pub const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 const DEFAULT_LIMIT: usize = 100;
+/// Queries scanning at once; more wait their turn. Scans run off the async
+/// runtime, so ingestion and `/healthz` never wait for them.
+const CONCURRENT_SCANS: usize = 2;
+/// Live tails (`/log/stream`) held open at once; more are refused.
+pub const MAX_TAILS: usize = 256;
+
+/// The log service's state: the store, and what bounds its readers.
+#[derive(Clone)]
+pub struct Log {
+    store: Store,
+    scans: Arc<tokio::sync::Semaphore>,
+    tails: Arc<tokio::sync::Semaphore>,
+    /// Cancelled when shutdown begins: live tails end then, so draining
+    /// never waits for a reader that would never leave.
+    streams_end: CancellationToken,
+}
+
+impl Log {
+    pub fn new(store: Store, streams_end: CancellationToken) -> Self {
+        Self {
+            store,
+            scans: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_SCANS)),
+            tails: Arc::new(tokio::sync::Semaphore::new(MAX_TAILS)),
+            streams_end,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -43,8 +74,12 @@ pub enum LogError {
     BadRequest(String),
     #[error("{message}")]
     BadField { field: &'static str, message: String },
+    #[error("{message}")]
+    TooLarge { field: &'static str, message: String },
     #[error("POST /log takes text/plain or application/json, not {0:?}")]
     UnsupportedMediaType(String),
+    #[error("{0}")]
+    Busy(String),
     #[error("the log could not be written: {0}")]
     Storage(#[from] std::io::Error),
 }
@@ -57,9 +92,13 @@ impl IntoResponse for LogError {
             LogError::BadField { field, .. } => {
                 error_response(StatusCode::BAD_REQUEST, ErrorBody { error: message, field: Some(field.into()) })
             }
+            LogError::TooLarge { field, .. } => {
+                error_response(StatusCode::PAYLOAD_TOO_LARGE, ErrorBody { error: message, field: Some(field.into()) })
+            }
             LogError::UnsupportedMediaType(_) => {
                 error_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorBody::new(message))
             }
+            LogError::Busy(_) => error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorBody::new(message)),
             LogError::Storage(e) => {
                 tracing::error!(error = %e, "log write failed");
                 error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorBody::new(message))
@@ -68,17 +107,17 @@ impl IntoResponse for LogError {
     }
 }
 
-pub fn router(store: Store) -> Router {
+pub fn router(log: Log) -> Router {
     let api = Router::new()
         .route("/log", get(query))
         .route("/log/stream", get(stream))
         .route("/log/stats", get(stats))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(store.clone());
+        .route("/healthz", get(healthz))
+        .with_state(log.clone());
     // Ingestion is the hot path and logs nothing itself: it gets no request
     // span, which would cost more than the work (and every service's logs
     // would otherwise echo here once more).
-    let ingest = Router::new().route("/log", post(ingest)).with_state(store);
+    let ingest = Router::new().route("/log", post(ingest)).with_state(log.store);
     finish_router(api, BODY_LIMIT).merge(gradebook_runtime::http::untraced(ingest, BODY_LIMIT))
 }
 
@@ -93,21 +132,34 @@ pub async fn serve(
     let (store, closer) = Store::open(config.clone())
         .map_err(|e| anyhow::anyhow!("cannot open the log in {}: {e}", config.dir.display()))?;
     tracing::info!(dir = %config.dir.display(), "log store open");
-    let served = gradebook_runtime::serve(listener, runtime, router(store), shutdown).await;
+    let log = Log::new(store, shutdown.child_token());
+    let served = gradebook_runtime::serve(listener, runtime, router(log), shutdown).await;
     // Everything acknowledged reaches the disk before we exit.
     let _ = tokio::task::spawn_blocking(move || closer.close()).await;
     Ok(served?)
 }
 
-/// The writer's counters: what was written and how long data waited for fsync.
-async fn stats(State(store): State<Store>) -> Json<serde_json::Value> {
+/// The writer's counters: what was written, how long data waited for
+/// fsync, and what failed.
+async fn stats(State(log): State<Log>) -> Json<serde_json::Value> {
     use std::sync::atomic::Ordering::Relaxed;
-    let s = &store.stats;
+    let s = &log.store.stats;
     Json(serde_json::json!({
         "records_written": s.records_written.load(Relaxed),
         "syncs": s.syncs.load(Relaxed),
         "max_sync_delay_ms": s.max_sync_delay_us.load(Relaxed) as f64 / 1000.0,
+        "failed_writes": s.failed_writes.load(Relaxed),
+        "failed_syncs": s.failed_syncs.load(Relaxed),
     }))
+}
+
+/// Healthy while the log can keep its promise: 503 after a failed fsync,
+/// until one succeeds again.
+async fn healthz(State(log): State<Log>) -> Response {
+    match log.store.health() {
+        Ok(()) => "ok".into_response(),
+        Err(why) => error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorBody::new(why)),
+    }
 }
 
 async fn ingest(State(store): State<Store>, headers: HeaderMap, body: Bytes) -> Result<impl IntoResponse, LogError> {
@@ -120,7 +172,7 @@ async fn ingest(State(store): State<Store>, headers: HeaderMap, body: Bytes) -> 
         other => return Err(LogError::UnsupportedMediaType(other.to_owned())),
     };
     let accepted = records.len();
-    let last_seq = store.append(records)?;
+    let last_seq = store.append(records).await?;
     Ok((StatusCode::OK, Json(LogAck { accepted, last_seq })))
 }
 
@@ -130,6 +182,9 @@ fn parse_text(body: &[u8]) -> Result<NewLogRecord, LogError> {
     let text = text.trim_end_matches(['\r', '\n']);
     if text.trim().is_empty() {
         return Err(LogError::BadRequest("empty log entry".into()));
+    }
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(too_large("message", "a log line"));
     }
     let (service, message) = text
         .strip_prefix('[')
@@ -173,6 +228,17 @@ fn parse_json(body: &[u8]) -> Result<Vec<NewLogRecord>, LogError> {
         if r.message.is_empty() {
             return Err(LogError::BadField { field: "message", message: "message must not be empty".into() });
         }
+        if r.message.len() > MAX_MESSAGE_BYTES {
+            return Err(too_large("message", "message"));
+        }
+        if r.service.len() > 200 {
+            return Err(LogError::BadField { field: "service", message: "service must be at most 200 bytes".into() });
+        }
+        gradebook_shared::printable("service", &r.service)
+            .map_err(|e| LogError::BadField { field: "service", message: e.error })?;
+        if r.fields.as_ref().is_some_and(|f| serde_json::to_vec(f).map_or(true, |b| b.len() > MAX_MESSAGE_BYTES)) {
+            return Err(too_large("fields", "fields"));
+        }
         if let Some(ts) = &r.timestamp
             && OffsetDateTime::parse(ts, &Rfc3339).is_err()
         {
@@ -183,6 +249,10 @@ fn parse_json(body: &[u8]) -> Result<Vec<NewLogRecord>, LogError> {
         }
     }
     Ok(records)
+}
+
+fn too_large(field: &'static str, what: &str) -> LogError {
+    LogError::TooLarge { field, message: format!("{what} is over {} KiB", MAX_MESSAGE_BYTES / 1024) }
 }
 
 /// Filters shared by `GET /log` and `GET /log/stream`.
@@ -244,21 +314,29 @@ impl Matcher {
     }
 }
 
-async fn query(
-    State(store): State<Store>,
-    Query(filter): Query<Filter>,
-) -> Result<Json<Vec<Arc<LogRecord>>>, LogError> {
+async fn query(State(log): State<Log>, Query(filter): Query<Filter>) -> Result<Json<Vec<Arc<LogRecord>>>, LogError> {
     let matcher = filter.matcher()?;
     let limit = filter.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-    Ok(Json(store.query(limit, |r| matcher.matches(r))))
+    let _turn = log.scans.acquire().await.map_err(|_| LogError::Busy("the log service is closing".into()))?;
+    let store = log.store.clone();
+    let found = tokio::task::spawn_blocking(move || store.query(limit, MAX_ANSWER_BYTES, |r| matcher.matches(r)))
+        .await
+        .map_err(|_| LogError::Busy("the query failed".into()))?;
+    Ok(Json(found))
 }
 
 async fn stream(
-    State(store): State<Store>,
+    State(log): State<Log>,
     Query(filter): Query<Filter>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, LogError> {
     let matcher = filter.matcher()?;
-    let events = BroadcastStream::new(store.subscribe()).filter_map(move |item| {
+    let tail = log
+        .tails
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| LogError::Busy(format!("too many live tails are open (at most {MAX_TAILS})")))?;
+    let events = BroadcastStream::new(log.store.subscribe()).filter_map(move |item| {
+        let _held = &tail;
         let event = match item {
             Ok(r) if matcher.matches(&r) => Some(
                 Event::default()
@@ -272,5 +350,6 @@ async fn stream(
         };
         futures::future::ready(event.map(Ok))
     });
+    let events = events.take_until(log.streams_end.clone().cancelled_owned());
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

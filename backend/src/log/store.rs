@@ -3,11 +3,17 @@
 //! size, plus an in-memory window of recent records for queries and a
 //! broadcast for live tails.
 //!
-//! The request path only serializes into memory. A writer thread moves what
-//! accumulated to the file within `write_delay` (so a `kill -9` loses nothing
-//! acknowledged longer ago than that), and a syncer thread fsyncs within the
-//! flush interval (so the same holds for power loss). Batching both is what
-//! makes ingestion cheaper than a write per line.
+//! An append is answered once its bytes are in the file: a `kill -9` right
+//! after the answer loses nothing. A writer thread takes everything that
+//! queued while it was busy and writes it in one go, so concurrent requests
+//! share writes (group commit) and a busy log costs few syscalls. A syncer
+//! thread fsyncs within the flush interval, so power loss is bounded too.
+//!
+//! Only what was written is acknowledged, queried or streamed: a failed write
+//! (a full disk) fails exactly the requests in it, with nothing of them left
+//! behind — a partial line is cut off again, so it can never swallow the
+//! record after it. What waits to be written is bounded in bytes, and so is
+//! the window of recent records.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -18,7 +24,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use gradebook_shared::log::{LogRecord, NewLogRecord};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreConfig {
@@ -29,8 +35,10 @@ pub struct StoreConfig {
     pub keep_files: usize,
     /// Longest time written data waits for its fsync.
     pub flush_interval: Duration,
-    /// Recent records kept in memory for queries.
+    /// Recent records kept in memory for queries, at most.
     pub memory_records: usize,
+    /// Bytes of recent records kept in memory, at most (as serialized).
+    pub memory_bytes: usize,
 }
 
 impl Default for StoreConfig {
@@ -41,11 +49,16 @@ impl Default for StoreConfig {
             keep_files: 4,
             flush_interval: Duration::from_millis(50),
             memory_records: 100_000,
+            memory_bytes: 64 * 1024 * 1024,
         }
     }
 }
 
-/// Counters of the store, for metrics and benchmarks.
+/// Bytes waiting for the writer beyond which appends are refused (503)
+/// rather than queued: memory stays bounded when the disk cannot keep up.
+pub const MAX_PENDING_BYTES: usize = 16 * 1024 * 1024;
+
+/// Counters of the store, for metrics, `/log/stats` and `/healthz`.
 #[derive(Debug, Default)]
 pub struct StoreStats {
     pub records_written: AtomicU64,
@@ -53,6 +66,10 @@ pub struct StoreStats {
     /// Longest time written data has waited for its fsync to complete, in
     /// microseconds.
     pub max_sync_delay_us: AtomicU64,
+    pub failed_writes: AtomicU64,
+    pub failed_syncs: AtomicU64,
+    /// Why the last fsync failed, while no fsync has succeeded since.
+    pub sync_error: Mutex<Option<String>>,
 }
 
 /// Handle on the store: cheap to clone.
@@ -64,56 +81,103 @@ pub struct Store {
 
 struct Inner {
     config: StoreConfig,
-    mem: Mutex<Mem>,
-    /// Signalled when `mem.pending` becomes non-empty, and on stop.
+    queue: Mutex<Queue>,
+    /// Signalled when the queue becomes non-empty, and on stop.
     has_pending: Condvar,
+    window: Mutex<Window>,
     disk: Mutex<Disk>,
     /// Signalled when unsynced data is written, and on stop.
     has_unsynced: Condvar,
     stopping: AtomicBool,
+    /// Set once the writer has written its last batch: the syncer then
+    /// fsyncs what is left and stops.
+    writer_done: AtomicBool,
     live: broadcast::Sender<Arc<LogRecord>>,
 }
 
-/// What appends change, under one lock so that sequence numbers, file
-/// order, the memory window and the live tail always agree.
-struct Mem {
+/// What waits for the writer, in the order it will be written.
+#[derive(Default)]
+struct Queue {
     next_seq: u64,
-    recent: VecDeque<Arc<LogRecord>>,
-    /// Serialized records not yet handed to the file.
-    pending: Vec<u8>,
-    /// When the oldest of them was acknowledged.
-    pending_since: Option<Instant>,
+    bytes: Vec<u8>,
+    appends: Vec<Append>,
+    /// When the oldest of them arrived.
+    since: Option<Instant>,
+}
+
+/// One append waiting for its bytes to be written.
+struct Append {
+    records: Vec<(Arc<LogRecord>, usize)>,
+    done: oneshot::Sender<Result<u64, String>>,
+}
+
+/// The most recent written records, bounded in count and bytes.
+#[derive(Default)]
+struct Window {
+    records: VecDeque<(Arc<LogRecord>, usize)>,
+    bytes: usize,
+}
+
+impl Window {
+    fn push(&mut self, record: Arc<LogRecord>, size: usize, config: &StoreConfig) {
+        self.records.push_back((record, size));
+        self.bytes += size;
+        while self.records.len() > config.memory_records || (self.bytes > config.memory_bytes && self.records.len() > 1)
+        {
+            if let Some((_, size)) = self.records.pop_front() {
+                self.bytes -= size;
+            }
+        }
+    }
 }
 
 struct Disk {
     file: File,
     size: u64,
-    /// When the oldest written but not yet fsync'd record was acknowledged.
+    /// A failed write may have left part of a line that could not be cut
+    /// off: the next write starts with a newline so it stands alone.
+    torn: bool,
+    /// When the oldest written but not yet fsync'd record arrived.
     unsynced_since: Option<Instant>,
 }
 
 /// Stops the store's threads after a last write and fsync.
 pub struct Closer {
     inner: Arc<Inner>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    writer: std::thread::JoinHandle<()>,
+    syncer: std::thread::JoinHandle<()>,
 }
 
 impl Closer {
-    /// Blocks until everything acknowledged is written and fsync'd.
+    /// Blocks until everything queued is written and fsync'd: the writer
+    /// finishes first, then the syncer covers all it wrote.
     pub fn close(self) {
         self.inner.stopping.store(true, Ordering::SeqCst);
-        self.inner.has_pending.notify_all();
-        self.inner.has_unsynced.notify_all();
-        for t in self.threads {
-            let _ = t.join();
-        }
+        notify(&self.inner.queue, &self.inner.has_pending);
+        let _ = self.writer.join();
+        self.inner.writer_done.store(true, Ordering::SeqCst);
+        notify(&self.inner.disk, &self.inner.has_unsynced);
+        let _ = self.syncer.join();
     }
 }
 
-/// How long the writer lets appends accumulate before writing them.
-const WRITE_DELAY: Duration = Duration::from_millis(2);
-/// Pending bytes beyond which the writer does not wait.
-const WRITE_EARLY_BYTES: usize = 256 * 1024;
+/// Wakes the waiter on `condvar` (taking its lock first, so a waiter that
+/// just checked its condition cannot miss the wake-up).
+fn notify<T>(mutex: &Mutex<T>, condvar: &Condvar) {
+    drop(lock(mutex));
+    condvar.notify_all();
+}
+
+/// True when the file at `path` is empty or ends with a newline.
+fn ends_whole(path: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = File::open(path) else { return true };
+    let mut last = [0u8; 1];
+    match file.seek(SeekFrom::End(-1)) {
+        Ok(_) => file.read_exact(&mut last).is_ok() && last[0] == b'\n',
+        Err(_) => true,
+    }
+}
 
 const CURRENT: &str = "log.jsonl";
 
@@ -125,12 +189,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+fn refused(message: &str) -> std::io::Error {
+    std::io::Error::other(message.to_owned())
+}
+
 impl Store {
     /// Opens (creating if needed) the store in `config.dir` and starts its
     /// writer and syncer threads.
     pub fn open(config: StoreConfig) -> std::io::Result<(Self, Closer)> {
         std::fs::create_dir_all(&config.dir)?;
-        let mut recent = VecDeque::with_capacity(config.memory_records.min(1 << 16));
+        let mut window = Window::default();
         let mut last_seq = 0;
         // Oldest first, so the window ends with the newest records.
         for n in (1..=config.keep_files).rev().map(Some).chain([None]) {
@@ -138,91 +206,114 @@ impl Store {
             let Ok(file) = File::open(&path) else { continue };
             for line in BufReader::new(file).lines() {
                 let Ok(line) = line else { break };
-                // A torn last line (crash mid-write) is skipped, not fatal.
+                // A torn line (crash or full disk mid-write) is skipped, not fatal.
                 if let Ok(r) = serde_json::from_str::<LogRecord>(&line) {
                     last_seq = last_seq.max(r.seq);
-                    if recent.len() == config.memory_records {
-                        recent.pop_front();
-                    }
-                    recent.push_back(Arc::new(r));
+                    window.push(Arc::new(r), line.len() + 1, &config);
                 }
             }
         }
-        let file = OpenOptions::new().create(true).append(true).open(config.dir.join(CURRENT))?;
+        let current = config.dir.join(CURRENT);
+        let torn = !ends_whole(&current);
+        let file = OpenOptions::new().create(true).append(true).open(&current)?;
         let size = file.metadata()?.len();
         let (live, _) = broadcast::channel(4096);
         let inner = Arc::new(Inner {
             config,
-            mem: Mutex::new(Mem { next_seq: last_seq + 1, recent, pending: Vec::new(), pending_since: None }),
+            queue: Mutex::new(Queue { next_seq: last_seq + 1, ..Queue::default() }),
             has_pending: Condvar::new(),
-            disk: Mutex::new(Disk { file, size, unsynced_since: None }),
+            window: Mutex::new(window),
+            // A file that does not end with a newline was torn by a crash.
+            disk: Mutex::new(Disk { torn, file, size, unsynced_since: None }),
             has_unsynced: Condvar::new(),
             stopping: AtomicBool::new(false),
+            writer_done: AtomicBool::new(false),
             live,
         });
         let store = Store { inner: inner.clone(), stats: Arc::default() };
-        let threads = vec![
-            std::thread::Builder::new().name("log-writer".into()).spawn({
-                let store = store.clone();
-                move || store.writer()
-            })?,
-            std::thread::Builder::new().name("log-syncer".into()).spawn({
-                let store = store.clone();
-                move || store.syncer()
-            })?,
-        ];
-        Ok((store, Closer { inner, threads }))
+        let writer = std::thread::Builder::new().name("log-writer".into()).spawn({
+            let store = store.clone();
+            move || store.writer()
+        })?;
+        let syncer = std::thread::Builder::new().name("log-syncer".into()).spawn({
+            let store = store.clone();
+            move || store.syncer()
+        })?;
+        Ok((store, Closer { inner, writer, syncer }))
     }
 
-    /// Stores `records`, returning the last sequence number. They are in
-    /// queries and the live tail at once, in the file within a few
-    /// milliseconds and fsync'd within the flush interval.
-    pub fn append(&self, records: Vec<NewLogRecord>) -> std::io::Result<u64> {
-        let inner = &self.inner;
-        if inner.stopping.load(Ordering::Relaxed) {
-            return Err(std::io::Error::other("the log store is closing"));
+    /// Stores `records` and returns the last sequence number, once their
+    /// bytes are in the file (fsync'd within the flush interval). Refused
+    /// when too much already waits, or when the write fails.
+    pub async fn append(&self, records: Vec<NewLogRecord>) -> std::io::Result<u64> {
+        let written = self.enqueue(records)?;
+        match written.await {
+            Ok(Ok(last)) => Ok(last),
+            Ok(Err(why)) => Err(refused(&why)),
+            Err(_) => Err(refused("the log store closed before writing")),
         }
-        let mut guard = lock(&inner.mem);
-        let mem = &mut *guard;
-        let was_empty = mem.pending.is_empty();
+    }
+
+    fn enqueue(&self, records: Vec<NewLogRecord>) -> std::io::Result<oneshot::Receiver<Result<u64, String>>> {
+        let inner = &self.inner;
+        let (done, written) = oneshot::channel();
+        let mut queue = lock(&inner.queue);
+        // Checked under the queue's lock, as the writer checks before it
+        // leaves: nothing can be queued after its last batch.
+        if inner.stopping.load(Ordering::SeqCst) {
+            return Err(refused("the log store is closing"));
+        }
+        if queue.bytes.len() >= MAX_PENDING_BYTES {
+            return Err(refused("the log service cannot write fast enough right now"));
+        }
+        let was_empty = queue.appends.is_empty();
+        let mut stored = Vec::with_capacity(records.len());
         for r in records {
             let record = Arc::new(LogRecord {
-                seq: mem.next_seq,
+                seq: queue.next_seq,
                 service: r.service,
                 level: r.level,
                 message: r.message,
                 timestamp: r.timestamp.unwrap_or_else(gradebook_runtime::time::now_rfc3339),
                 fields: r.fields,
             });
-            mem.next_seq += 1;
+            queue.next_seq += 1;
+            let before = queue.bytes.len();
             // Serializing our own struct into memory cannot fail.
-            serde_json::to_writer(&mut mem.pending, &*record).expect("a log record serializes");
-            mem.pending.push(b'\n');
-            if mem.recent.len() >= inner.config.memory_records {
-                mem.recent.pop_front();
-            }
-            mem.recent.push_back(record.clone());
-            self.stats.records_written.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("gradebook_log_records_ingested_total").increment(1);
-            let _ = inner.live.send(record);
+            serde_json::to_writer(&mut queue.bytes, &*record).expect("a log record serializes");
+            queue.bytes.push(b'\n');
+            stored.push((record, queue.bytes.len() - before));
         }
-        mem.pending_since.get_or_insert_with(Instant::now);
-        metrics::gauge!("gradebook_log_pending_bytes").set(mem.pending.len() as f64);
-        let last = mem.next_seq - 1;
-        let wake = was_empty || mem.pending.len() >= WRITE_EARLY_BYTES;
-        drop(guard);
-        if wake {
+        queue.appends.push(Append { records: stored, done });
+        queue.since.get_or_insert_with(Instant::now);
+        metrics::gauge!("gradebook_log_pending_bytes").set(queue.bytes.len() as f64);
+        drop(queue);
+        if was_empty {
             inner.has_pending.notify_one();
         }
-        Ok(last)
+        Ok(written)
     }
 
-    /// The records in memory that `keep` accepts, the last `limit` of them,
-    /// oldest first.
-    pub fn query(&self, limit: usize, keep: impl Fn(&LogRecord) -> bool) -> Vec<Arc<LogRecord>> {
-        let mem = lock(&self.inner.mem);
-        let mut found: Vec<Arc<LogRecord>> = mem.recent.iter().rev().filter(|r| keep(r)).take(limit).cloned().collect();
-        drop(mem);
+    /// The records in memory that `keep` accepts, the last `limit` of them
+    /// and at most `max_bytes` of them (as serialized), oldest first.
+    ///
+    /// The window is copied (as cheap handles) under its lock and filtered
+    /// outside it, so a slow filter never holds up writes. Call it off the
+    /// async runtime (`spawn_blocking`): a scan of the whole window is work.
+    pub fn query(&self, limit: usize, max_bytes: usize, keep: impl Fn(&LogRecord) -> bool) -> Vec<Arc<LogRecord>> {
+        let window: Vec<(Arc<LogRecord>, usize)> = lock(&self.inner.window).records.iter().cloned().collect();
+        let mut bytes = 0;
+        let mut found: Vec<Arc<LogRecord>> = window
+            .into_iter()
+            .rev()
+            .filter(|(r, _)| keep(r))
+            .take(limit)
+            .take_while(|(_, size)| {
+                bytes += size;
+                bytes <= max_bytes
+            })
+            .map(|(r, _)| r)
+            .collect();
         found.reverse();
         found
     }
@@ -231,64 +322,91 @@ impl Store {
         self.inner.live.subscribe()
     }
 
-    /// Moves pending records to the file, a batch at a time.
+    /// Why the log cannot promise durability right now, if it cannot.
+    pub fn health(&self) -> Result<(), String> {
+        match &*lock(&self.stats.sync_error) {
+            Some(e) => Err(format!("fsync of the log failed: {e}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes whatever queued, all of it at once, and answers its appends.
     fn writer(self) {
         let inner = &self.inner;
-        let mut batch = Vec::new();
+        let mut bytes = Vec::new();
         loop {
-            let mut mem = lock(&inner.mem);
-            while mem.pending.is_empty() && !inner.stopping.load(Ordering::SeqCst) {
-                mem = inner.has_pending.wait(mem).unwrap_or_else(|p| p.into_inner());
+            let mut queue = lock(&inner.queue);
+            while queue.appends.is_empty() && !inner.stopping.load(Ordering::SeqCst) {
+                queue = inner.has_pending.wait(queue).unwrap_or_else(|p| p.into_inner());
             }
-            let stopping = inner.stopping.load(Ordering::SeqCst);
-            if !stopping && mem.pending.len() < WRITE_EARLY_BYTES {
-                // Let more appends join this write.
-                drop(mem);
-                std::thread::sleep(WRITE_DELAY);
-                mem = lock(&inner.mem);
+            if queue.appends.is_empty() {
+                return;
             }
-            std::mem::swap(&mut batch, &mut mem.pending);
-            let since = mem.pending_since.take();
-            drop(mem);
+            std::mem::swap(&mut bytes, &mut queue.bytes);
+            let appends = std::mem::take(&mut queue.appends);
+            let since = queue.since.take().unwrap_or_else(Instant::now);
+            drop(queue);
             metrics::gauge!("gradebook_log_pending_bytes").set(0.0);
-            if !batch.is_empty() {
+            let written = {
                 let mut disk = lock(&inner.disk);
-                if let Err(e) = write(&mut disk, &inner.config, &batch) {
-                    tracing::error!(error = %e, "writing the log failed; retrying");
-                    // Put the batch back in front of what came since.
-                    drop(disk);
-                    let mut mem = lock(&inner.mem);
-                    batch.extend_from_slice(&mem.pending);
-                    std::mem::swap(&mut batch, &mut mem.pending);
-                    mem.pending_since = since.or(mem.pending_since);
-                    drop(mem);
-                    batch.clear();
-                    std::thread::sleep(Duration::from_millis(100));
-                    continue;
-                }
-                if let Some(since) = since {
+                let written = write(&mut disk, &inner.config, &bytes);
+                if written.is_ok() {
                     disk.unsynced_since.get_or_insert(since);
                 }
-                drop(disk);
-                inner.has_unsynced.notify_one();
-                batch.clear();
-            }
-            if stopping && lock(&inner.mem).pending.is_empty() {
-                return;
+                written
+            };
+            bytes.clear();
+            match written {
+                Ok(()) => {
+                    inner.has_unsynced.notify_one();
+                    self.publish(appends);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "writing the log failed; refusing the records");
+                    self.stats.failed_writes.fetch_add(1, Ordering::Relaxed);
+                    let why = format!("the log could not be written: {e}");
+                    for append in appends {
+                        let _ = append.done.send(Err(why.clone()));
+                    }
+                }
             }
         }
     }
 
-    /// Fsyncs written data by half the flush interval after it was
-    /// acknowledged, without holding up the writer.
+    /// Written records join the window and the live tail, then their
+    /// appends are answered.
+    fn publish(&self, appends: Vec<Append>) {
+        let inner = &self.inner;
+        let mut window = lock(&inner.window);
+        for append in &appends {
+            for (record, size) in &append.records {
+                window.push(record.clone(), *size, &inner.config);
+            }
+        }
+        drop(window);
+        for append in appends {
+            let count = append.records.len() as u64;
+            let last = append.records.last().map_or(0, |(r, _)| r.seq);
+            for (record, _) in append.records {
+                let _ = inner.live.send(record);
+            }
+            self.stats.records_written.fetch_add(count, Ordering::Relaxed);
+            metrics::counter!("gradebook_log_records_ingested_total").increment(count);
+            let _ = append.done.send(Ok(last));
+        }
+    }
+
+    /// Fsyncs written data by half the flush interval after it arrived,
+    /// without holding up the writer.
     fn syncer(self) {
         let inner = &self.inner;
         let half = inner.config.flush_interval / 2;
         loop {
             let mut disk = lock(&inner.disk);
-            while disk.unsynced_since.is_none() && !inner.stopping.load(Ordering::SeqCst) {
+            while disk.unsynced_since.is_none() && !inner.writer_done.load(Ordering::SeqCst) {
                 disk = inner.has_unsynced.wait(disk).unwrap_or_else(|p| p.into_inner());
             }
+            // Done: the writer wrote its last, and all of it is synced.
             let Some(since) = disk.unsynced_since else { return };
             let wait = half.saturating_sub(since.elapsed());
             if !wait.is_zero() && !inner.stopping.load(Ordering::SeqCst) {
@@ -304,24 +422,43 @@ impl Store {
                 Ok(()) => {
                     self.stats.syncs.fetch_add(1, Ordering::Relaxed);
                     self.stats.max_sync_delay_us.fetch_max(since.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    *lock(&self.stats.sync_error) = None;
                 }
-                Err(e) => tracing::error!(error = %e, "fsync of the log failed"),
-            }
-            if inner.stopping.load(Ordering::SeqCst) && lock(&inner.disk).unsynced_since.is_none() {
-                // The writer may still hand over its last batch.
-                if lock(&inner.mem).pending.is_empty() {
-                    return;
+                Err(e) => {
+                    // Not synced: it stays owed, and /healthz says so.
+                    tracing::error!(error = %e, "fsync of the log failed");
+                    self.stats.failed_syncs.fetch_add(1, Ordering::Relaxed);
+                    *lock(&self.stats.sync_error) = Some(e.to_string());
+                    lock(&inner.disk).unsynced_since.get_or_insert(since);
+                    if inner.writer_done.load(Ordering::SeqCst) {
+                        // Closing: there is no one left to tell.
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
                 }
             }
         }
     }
 }
 
+/// Appends `bytes` (whole lines) to the current file, rotating first when
+/// it would grow past its limit. On failure nothing of them stays: a
+/// partial line is cut off, or, if even that fails, isolated by a newline.
 fn write(disk: &mut Disk, config: &StoreConfig, bytes: &[u8]) -> std::io::Result<()> {
     if disk.size > 0 && disk.size + bytes.len() as u64 > config.max_file_bytes {
         rotate(disk, config)?;
     }
-    disk.file.write_all(bytes)?;
+    if disk.torn {
+        disk.file.write_all(b"\n")?;
+        disk.size += 1;
+        disk.torn = false;
+    }
+    let before = disk.size;
+    if let Err(e) = disk.file.write_all(bytes) {
+        disk.torn = disk.file.set_len(before).is_err();
+        disk.size = disk.file.metadata().map_or(before, |m| m.len());
+        return Err(e);
+    }
     disk.size += bytes.len() as u64;
     Ok(())
 }
@@ -342,5 +479,6 @@ fn rotate(disk: &mut Disk, config: &StoreConfig) -> std::io::Result<()> {
     }
     disk.file = OpenOptions::new().create(true).append(true).open(dir.join(CURRENT))?;
     disk.size = 0;
+    disk.torn = false;
     Ok(())
 }

@@ -12,8 +12,12 @@ pub enum RegistryError {
     Invalid { field: String, message: String },
     #[error("no service is registered at {0:?}")]
     UnknownService(String),
-    #[error("missing or wrong bearer token")]
-    Unauthorized,
+    #[error("the registry holds as many {0} as it takes ({1})")]
+    Full(&'static str, usize),
+    #[error("{url} is registered as {name}: deregister it first")]
+    TakenUrl { url: String, name: String },
+    #[error("this registration is over: register again")]
+    SessionEnded,
 }
 
 impl IntoResponse for RegistryError {
@@ -23,13 +27,13 @@ impl IntoResponse for RegistryError {
             RegistryError::Invalid { field, .. } => {
                 error_response(StatusCode::BAD_REQUEST, ErrorBody { error: message, field: Some(field) })
             }
-            RegistryError::UnknownService(_) => error_response(StatusCode::NOT_FOUND, ErrorBody::new(message)),
-            RegistryError::Unauthorized => {
-                let mut r = error_response(StatusCode::UNAUTHORIZED, ErrorBody::new(message));
-                r.headers_mut()
-                    .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
-                r
+            RegistryError::UnknownService(_) | RegistryError::SessionEnded => {
+                error_response(StatusCode::NOT_FOUND, ErrorBody::new(message))
             }
+            RegistryError::TakenUrl { .. } => {
+                error_response(StatusCode::CONFLICT, ErrorBody { error: message, field: Some("ServiceURL".into()) })
+            }
+            RegistryError::Full(..) => error_response(StatusCode::TOO_MANY_REQUESTS, ErrorBody::new(message)),
         }
     }
 }

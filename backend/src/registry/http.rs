@@ -5,7 +5,7 @@
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -26,8 +26,12 @@ pub fn router(registry: Registry) -> Router {
         .route("/services/{name}", get(providers))
         .route("/sessions", post(session))
         .route("/healthz", get(|| async { "ok" }))
-        .with_state(registry);
-    finish_router(api, BODY_LIMIT)
+        .with_state(registry.clone());
+    // Closed with a token: only its holders register, deregister, hold
+    // sessions or read the list, so the registry probes only what a holder
+    // asked for.
+    let token = registry.config().token.clone();
+    gradebook_runtime::http::require_token(finish_router(api, BODY_LIMIT), token, gradebook_runtime::http::OPEN_PATHS)
 }
 
 /// Serves the registry on `listener` until `shutdown` is cancelled.
@@ -37,8 +41,9 @@ pub async fn serve(listener: TcpListener, registry: Registry, shutdown: Cancella
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "registry listening");
     let serving = axum::serve(listener, router(registry.clone()))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .into_future();
+    let serving = gradebook_runtime::http::drained_within(serving, &shutdown, registry.config().drain_timeout);
     let url = format!("http://{addr}");
     let me = Registration {
         service_name: gradebook_shared::names::REGISTRY.to_owned(),
@@ -59,37 +64,14 @@ pub async fn serve(listener: TcpListener, registry: Registry, shutdown: Cancella
     served
 }
 
-fn authorize(registry: &Registry, headers: &HeaderMap) -> Result<(), RegistryError> {
-    let Some(token) = &registry.config().token else { return Ok(()) };
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
-        _ => Err(RegistryError::Unauthorized),
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn register(
     State(registry): State<Registry>,
-    headers: HeaderMap,
     ApiJson(reg): ApiJson<Registration>,
 ) -> Result<Json<Patch>, RegistryError> {
-    authorize(&registry, &headers)?;
     Ok(Json(registry.register(reg).await?))
 }
 
-async fn deregister(
-    State(registry): State<Registry>,
-    headers: HeaderMap,
-    body: String,
-) -> Result<Json<serde_json::Value>, RegistryError> {
-    authorize(&registry, &headers)?;
+async fn deregister(State(registry): State<Registry>, body: String) -> Result<Json<serde_json::Value>, RegistryError> {
     registry.deregister(&body)?;
     Ok(Json(serde_json::json!({ "removed": body.trim() })))
 }
@@ -112,26 +94,27 @@ struct SessionQuery {
 /// has likely died, so it is probed at once.
 async fn session(
     State(registry): State<Registry>,
-    headers: HeaderMap,
     Query(q): Query<SessionQuery>,
     body: Body,
 ) -> Result<impl IntoResponse, RegistryError> {
-    authorize(&registry, &headers)?;
-    let generation = registry.session_opened(&q.url)?;
+    // Held while the session is open: past the cap, 429.
+    let _open = registry.session_slot()?;
+    let (generation, ended) = registry.session_opened(&q.url)?;
     tracing::debug!(url = %q.url, "session opened");
     let mut stream = body.into_data_stream();
     let shutdown = registry.shutdown().clone();
-    let ended_by_shutdown = loop {
+    loop {
         tokio::select! {
             chunk = stream.next() => match chunk {
                 Some(Ok(_)) => continue,
-                _ => break false,
+                _ => break,
             },
-            _ = shutdown.cancelled() => break true,
+            _ = shutdown.cancelled() => return Ok(StatusCode::NO_CONTENT),
+            // Removed, replaced or deregistered by someone else: a JSON 404
+            // tells our runtime to register again.
+            _ = ended.cancelled() => return Err(RegistryError::SessionEnded),
         }
-    };
-    if !ended_by_shutdown {
-        registry.session_lost(&q.url, generation);
     }
+    registry.session_lost(&q.url, generation);
     Ok(StatusCode::NO_CONTENT)
 }

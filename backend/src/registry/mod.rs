@@ -37,6 +37,12 @@ pub struct Config {
     pub patch_timeout: Duration,
     /// Longest wait between retries of a failed patch delivery.
     pub max_patch_backoff: Duration,
+    /// After shutdown begins, how long open requests may take.
+    pub drain_timeout: Duration,
+    /// Registrations held at most (429 beyond).
+    pub max_registrations: usize,
+    /// Sessions open at most (429 beyond).
+    pub max_sessions: usize,
 }
 
 impl Default for Config {
@@ -47,6 +53,9 @@ impl Default for Config {
             allow_foreign_urls: false,
             patch_timeout: Duration::from_millis(500),
             max_patch_backoff: Duration::from_secs(5),
+            drain_timeout: gradebook_runtime::ServiceSpec::DEFAULT_DRAIN_TIMEOUT,
+            max_registrations: 10_000,
+            max_sessions: 10_000,
         }
     }
 }

@@ -28,6 +28,10 @@ pub struct Registry {
 struct Inner {
     config: Config,
     state: Mutex<State>,
+    sessions: Arc<tokio::sync::Semaphore>,
+    /// The next patch's sequence number. Starts at the wall clock in
+    /// microseconds, so a restarted registry's numbers are larger still.
+    next_seq: std::sync::atomic::AtomicU64,
     client: reqwest::Client,
     shutdown: CancellationToken,
 }
@@ -64,6 +68,8 @@ impl State {
 /// What the deliverer of one registration needs for its next send.
 pub(super) struct PendingPatch {
     pub patch: Patch,
+    /// Its place among everything this registry sends.
+    pub seq: u64,
     pub generation: u64,
     pub update_url: String,
 }
@@ -72,12 +78,20 @@ impl Registry {
     /// A registry whose background tasks stop when `shutdown` is cancelled.
     pub fn new(config: Config, shutdown: CancellationToken) -> Self {
         // Every probe and patch sets its own deadline.
-        let client = gradebook_runtime::http::open_ended_client(config.policy.timeout);
+        // With a token, patches carry it (the dependents' patch endpoints
+        // take only the registry's); probes go to open paths.
+        let client = gradebook_runtime::http::unredirected_client(config.policy.timeout, config.token.as_deref());
         let table = Table::new(config.policy.clone(), Instant::now());
         let registry = Self {
             inner: Arc::new(Inner {
+                sessions: Arc::new(tokio::sync::Semaphore::new(config.max_sessions)),
                 config,
                 state: Mutex::new(State { table, tasks: HashMap::new() }),
+                next_seq: std::sync::atomic::AtomicU64::new(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(1, |d| d.as_micros() as u64),
+                ),
                 client,
                 shutdown,
             }),
@@ -113,7 +127,7 @@ impl Registry {
             rand::seq::SliceRandom::shuffle(urls.as_mut_slice(), &mut rand::rng());
             urls
         });
-        let client = gradebook_runtime::http::client(Duration::from_secs(5));
+        let client = gradebook_runtime::http::client(Duration::from_secs(5), self.inner.config.token.as_deref());
         tokio::spawn(buffer.ship(destination, client, self.inner.shutdown.clone()));
     }
 
@@ -133,12 +147,23 @@ impl Registry {
         tracing::info!(service = %reg.service_name, %url, required = ?reg.required_services, "registered");
         let generation = {
             let mut state = self.state();
+            match state.table.get(&url).map(|e| e.name().to_owned()) {
+                // Taking over a URL would cut its service off for good.
+                Some(held) if held != reg.service_name => return Err(RegistryError::TakenUrl { url, name: held }),
+                None if state.tasks.len() >= self.inner.config.max_registrations => {
+                    return Err(RegistryError::Full("registrations", self.inner.config.max_registrations));
+                }
+                _ => {}
+            }
             let outcome = state.table.register(reg);
             if outcome.is_new {
                 let handles = tasks::spawn(self, &url);
                 if let Some(old) = state.tasks.insert(url.clone(), handles) {
                     old.cancel.cancel();
                 }
+            } else if let Some(h) = state.tasks.get_mut(&url) {
+                // Sessions of the registration it replaces are over.
+                h.end_sessions();
             }
             for name in &outcome.changed_names {
                 state.poke_dependents(name);
@@ -165,13 +190,24 @@ impl Registry {
         Ok(())
     }
 
-    /// A session of `url` opened: returns the registration it belongs to.
-    pub(super) fn session_opened(&self, url: &str) -> Result<u64, RegistryError> {
+    /// A place for one more open session, held while it lasts.
+    pub(super) fn session_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, RegistryError> {
+        self.inner
+            .sessions
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| RegistryError::Full("sessions", self.inner.config.max_sessions))
+    }
+
+    /// A session of `url` opened: returns the registration it belongs to,
+    /// and a token cancelled when that registration is removed or replaced.
+    pub(super) fn session_opened(&self, url: &str) -> Result<(u64, CancellationToken), RegistryError> {
         let mut state = self.state();
         let generation =
             state.table.get(url).map(|e| e.generation).ok_or_else(|| RegistryError::UnknownService(url.to_owned()))?;
+        let ended = state.tasks.get(url).map(|h| h.session_end.clone()).unwrap_or_default();
         state.table.session_opened(url);
-        Ok(generation)
+        Ok((generation, ended))
     }
 
     /// A session of `url` closed without a deregistration: probe it now.
@@ -207,6 +243,11 @@ impl Registry {
                 metrics::histogram!("gradebook_registry_detection_seconds", "via" => via)
                     .record(silent_for.as_secs_f64());
                 state.poke_dependents(&name);
+                // If it is alive after all (paused, cut off), it learns at
+                // once that it must register again.
+                if let Some(h) = state.tasks.get_mut(url) {
+                    h.end_sessions();
+                }
             }
             Transition::Recovered { name } => {
                 tracing::info!(service = %name, %url, "recovered: heartbeat answers again, re-added");
@@ -227,7 +268,8 @@ impl Registry {
         let state = self.state();
         let (patch, generation) = state.table.next_patch(url, Instant::now())?;
         let update_url = state.table.get(url)?.update_url().to_owned();
-        Some(PendingPatch { patch, generation, update_url })
+        let seq = self.inner.next_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(PendingPatch { patch, seq, generation, update_url })
     }
 
     pub(super) fn delivered(&self, url: &str, sent: &PendingPatch) {

@@ -110,6 +110,12 @@ pub enum Transition {
 
 pub struct Table {
     entries: HashMap<String, Entry>,
+    /// The URLs registered under each name, so that a name's providers are
+    /// found without a scan of the whole table.
+    by_name: HashMap<String, BTreeSet<String>>,
+    /// The URLs of registrations that require each name and take patches:
+    /// a change reaches only those.
+    dependents: HashMap<String, BTreeSet<String>>,
     pub policy: Policy,
     started: Instant,
     next_generation: u64,
@@ -127,7 +133,46 @@ pub struct Registered {
 
 impl Table {
     pub fn new(policy: Policy, now: Instant) -> Self {
-        Self { entries: HashMap::new(), policy, started: now, next_generation: 1 }
+        Self {
+            entries: HashMap::new(),
+            by_name: HashMap::new(),
+            dependents: HashMap::new(),
+            policy,
+            started: now,
+            next_generation: 1,
+        }
+    }
+
+    fn index(&mut self, reg: &Registration) {
+        let url = &reg.service_url;
+        self.by_name.entry(reg.service_name.clone()).or_default().insert(url.clone());
+        if !reg.service_update_url.is_empty() {
+            for name in &reg.required_services {
+                self.dependents.entry(name.clone()).or_default().insert(url.clone());
+            }
+        }
+    }
+
+    fn unindex(&mut self, reg: &Registration) {
+        let url = &reg.service_url;
+        let forget = |map: &mut HashMap<String, BTreeSet<String>>, name: &str| {
+            if let Some(urls) = map.get_mut(name) {
+                urls.remove(url);
+                if urls.is_empty() {
+                    map.remove(name);
+                }
+            }
+        };
+        forget(&mut self.by_name, &reg.service_name);
+        for name in &reg.required_services {
+            forget(&mut self.dependents, name);
+        }
+    }
+
+    fn remove(&mut self, url: &str) -> Option<Entry> {
+        let entry = self.entries.remove(url)?;
+        self.unindex(&entry.reg);
+        Some(entry)
     }
 
     pub fn get(&self, url: &str) -> Option<&Entry> {
@@ -145,6 +190,10 @@ impl Table {
             reg.known_providers.iter().filter(|p| required.contains(&p.name)).cloned().collect();
         let told = Told { believed: known.clone(), certain: true, possibly: known };
         let mut changed_names = vec![reg.service_name.clone()];
+        if let Some(old) = self.entries.get(&url).map(|e| e.reg.clone()) {
+            self.unindex(&old);
+        }
+        self.index(&reg);
         let is_new = match self.entries.get_mut(&url) {
             Some(e) => {
                 if e.reg.service_name != reg.service_name {
@@ -189,28 +238,21 @@ impl Table {
     }
 
     pub fn deregister(&mut self, url: &str) -> Option<Entry> {
-        self.entries.remove(url)
+        self.remove(url)
     }
 
     /// Passing providers of `name`, in a stable order.
     pub fn providers(&self, name: &str) -> Vec<PatchEntry> {
-        let mut v: Vec<PatchEntry> = self
-            .entries
-            .values()
-            .filter(|e| e.state == HealthState::Passing && e.reg.service_name == name)
-            .map(|e| PatchEntry::new(name, e.reg.service_url.clone()))
-            .collect();
-        v.sort();
-        v
+        let Some(urls) = self.by_name.get(name) else { return vec![] };
+        urls.iter()
+            .filter(|url| self.entries.get(*url).is_some_and(|e| e.state == HealthState::Passing))
+            .map(|url| PatchEntry::new(name, url.clone()))
+            .collect()
     }
 
     /// URLs of the registrations that require `name` and can be sent patches.
     pub fn dependents_of(&self, name: &str) -> Vec<String> {
-        self.entries
-            .values()
-            .filter(|e| !e.reg.service_update_url.is_empty() && e.reg.required_services.iter().any(|r| r == name))
-            .map(|e| e.reg.service_url.clone())
-            .collect()
+        self.dependents.get(name).map(|urls| urls.iter().cloned().collect()).unwrap_or_default()
     }
 
     /// Every registration that can be sent patches.
@@ -376,7 +418,7 @@ impl Table {
                     HealthState::Critical
                         if e.critical_since.is_some_and(|t| now.duration_since(t) >= policy.retention) =>
                     {
-                        self.entries.remove(url);
+                        self.remove(url);
                         Some(Transition::Forgotten { name })
                     }
                     _ => None,
@@ -552,6 +594,31 @@ mod tests {
         let retry = deliver(&mut t, "http://grading", now).unwrap();
         assert_eq!(retry, Patch { added: vec![], removed: vec![log("http://log")] });
         assert_eq!(deliver(&mut t, "http://grading", now), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn providers_and_dependents_follow_renames_new_requirements_and_removals() {
+        let mut t = Table::new(Policy::default(), Instant::now());
+        t.register(reg("LogService", "http://a", &[]));
+        t.register(reg("Worker", "http://w", &["LogService"]));
+        assert_eq!(t.providers("LogService"), vec![log("http://a")]);
+        assert_eq!(t.dependents_of("LogService"), vec!["http://w"]);
+
+        // Registered again under new requirements: indexed anew.
+        t.register(reg("Worker", "http://w", &["GradingService"]));
+        assert!(t.dependents_of("LogService").is_empty());
+        assert_eq!(t.dependents_of("GradingService"), vec!["http://w"]);
+
+        // Gone, whichever way it leaves.
+        t.deregister("http://a");
+        assert!(t.providers("LogService").is_empty());
+        let now = Instant::now();
+        for _ in 0..t.policy.failure_threshold {
+            fail(&mut t, "http://w", now);
+        }
+        let later = now + t.policy.retention;
+        assert!(matches!(fail(&mut t, "http://w", later), Some(Transition::Forgotten { .. })));
+        assert!(t.dependents_of("GradingService").is_empty());
     }
 
     #[tokio::test(start_paused = true)]

@@ -14,6 +14,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use gradebook_shared::registry::PushedPatch;
+
 use super::Registry;
 
 /// Handles on the tasks of one registration.
@@ -23,12 +25,26 @@ pub(super) struct Handles {
     pub deliver: Arc<Notify>,
     /// Held for each send, so patches to one dependent never overlap.
     pub send_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Ends the registration's open sessions (a child of `cancel`): when it
+    /// is removed or replaced, its service hears so at once and registers
+    /// again, instead of holding a session to an entry that is gone.
+    pub session_end: CancellationToken,
+}
+
+impl Handles {
+    /// Ends the open sessions; later ones get a fresh token.
+    pub fn end_sessions(&mut self) {
+        self.session_end.cancel();
+        self.session_end = self.cancel.child_token();
+    }
 }
 
 /// Starts the prober and the deliverer of `url`.
 pub(super) fn spawn(registry: &Registry, url: &str) -> Handles {
+    let cancel = registry.shutdown().child_token();
     let handles = Handles {
-        cancel: registry.shutdown().child_token(),
+        session_end: cancel.child_token(),
+        cancel,
         probe_now: Arc::new(Notify::new()),
         deliver: Arc::new(Notify::new()),
         send_lock: Arc::new(tokio::sync::Mutex::new(())),
@@ -54,7 +70,7 @@ pub(super) async fn deliver(registry: &Registry, url: &str) -> Delivery {
         .client()
         .post(&pending.update_url)
         .timeout(registry.config().patch_timeout)
-        .json(&pending.patch)
+        .json(&PushedPatch { patch: pending.patch.clone(), seq: Some(pending.seq) })
         .send()
         .await;
     match result {
@@ -65,14 +81,19 @@ pub(super) async fn deliver(registry: &Registry, url: &str) -> Delivery {
             Delivery::Sent
         }
         outcome => {
-            let why = match outcome {
-                Ok(r) => format!("answered {}", r.status()),
-                Err(e) => gradebook_runtime::http::describe(&e),
+            // Refused (an answer that is not 2xx) or never connected: the
+            // patch was not applied, and the next one repeats this diff. Only
+            // a send cut off mid-way leaves it unknown whether it landed.
+            let (why, unknown) = match outcome {
+                Ok(r) => (format!("answered {}", r.status()), false),
+                Err(e) => (gradebook_runtime::http::describe(&e), !e.is_connect()),
             };
             tracing::warn!(%url, %why, "patch delivery failed, will retry");
             metrics::counter!("gradebook_registry_patches_total", "outcome" => "failed").increment(1);
-            // It may still have been applied: what it added counts as possibly held.
-            registry.delivery_failed(url, &pending);
+            if unknown {
+                // It may have been applied: what it added counts as possibly held.
+                registry.delivery_failed(url, &pending);
+            }
             Delivery::Failed
         }
     }
@@ -132,10 +153,21 @@ async fn prober(registry: Registry, url: String, cancel: CancellationToken, prob
     }
 }
 
+/// Most of a heartbeat answer the registry reads.
+const PROBE_BODY_LIMIT: usize = 64 * 1024;
+
 async fn probe(client: &reqwest::Client, url: &str, timeout: Duration) -> Result<(), String> {
-    let response = client.get(url).timeout(timeout).send().await.map_err(|e| gradebook_runtime::http::describe(&e))?;
+    let describe = |e: reqwest::Error| gradebook_runtime::http::describe(&e);
+    let mut response = client.get(url).timeout(timeout).send().await.map_err(describe)?;
     let status = response.status();
-    // Reading the (tiny) body lets the connection go back to the pool.
-    response.bytes().await.map_err(|e| gradebook_runtime::http::describe(&e))?;
+    // Reading the (tiny) body lets the connection go back to the pool; a
+    // huge or endless one is cut off (and its connection dropped).
+    let mut read = 0;
+    while let Some(chunk) = response.chunk().await.map_err(describe)? {
+        read += chunk.len();
+        if read > PROBE_BODY_LIMIT {
+            break;
+        }
+    }
     if status.is_success() { Ok(()) } else { Err(format!("heartbeat answered {status}")) }
 }

@@ -8,6 +8,21 @@ use super::RegistryError;
 
 pub(super) fn registration(reg: &Registration, allow_foreign: bool) -> Result<(), RegistryError> {
     let bad = |field: &str, msg: String| RegistryError::Invalid { field: field.to_owned(), message: msg };
+    let printable = |field: &str, text: &str| {
+        gradebook_shared::printable(field, text)
+            .map_err(|e| RegistryError::Invalid { field: field.to_owned(), message: e.error })
+    };
+    printable("ServiceName", &reg.service_name)?;
+    for name in &reg.required_services {
+        printable("RequiredServices", name)?;
+    }
+    for (field, url) in [
+        ("ServiceURL", &reg.service_url),
+        ("HeartbeatURL", &reg.heartbeat_url),
+        ("ServiceUpdateURL", &reg.service_update_url),
+    ] {
+        printable(field, url)?;
+    }
     let name = reg.service_name.trim();
     if name.is_empty() || name.len() > 200 {
         return Err(bad("ServiceName", "ServiceName must be 1 to 200 characters".into()));

@@ -50,6 +50,11 @@ pub fn LogsPage() -> impl IntoView {
             </label>
             <button type="submit">"Filter"</button>
         </form>
+        // Each service stamps its records with its own clock, so times can
+        // disagree with the order the log keeps; say which order this is.
+        <p class="note">
+            "Newest first, in the order the log service received them; each time is the sending service's clock."
+        </p>
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match recent.await {
@@ -76,7 +81,7 @@ fn LogTable(filter: LogFilter, records: Vec<LogRecord>) -> impl IntoView {
     view! {
         <table class="logs">
             <thead>
-                <tr><th>"Time"</th><th>"Service"</th><th>"Level"</th><th>"Message"</th></tr>
+                <tr><th>"Time"</th><th>"Service"</th><th>"Level"</th><th>"Message"</th><th>"Fields"</th></tr>
             </thead>
             <tbody>
                 {move || {
@@ -93,12 +98,22 @@ fn LogTable(filter: LogFilter, records: Vec<LogRecord>) -> impl IntoView {
 
 fn row(r: LogRecord) -> impl IntoView {
     let time = r.timestamp.get(11..23).unwrap_or(&r.timestamp).to_owned();
+    // What a message is about ("registered": which service, at which URL)
+    // is often only in its fields.
+    let fields = r.fields.unwrap_or_default().into_iter().map(|(key, value)| {
+        let value = match value {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        };
+        view! { <code>{format!("{key}={value}")}</code>" " }
+    });
     view! {
         <tr class=format!("level-{}", r.level)>
             <td><time datetime=r.timestamp.clone()>{time}</time></td>
             <td>{r.service}</td>
             <td>{r.level.as_str()}</td>
             <td class="message">{r.message}</td>
+            <td class="fields">{fields.collect_view()}</td>
         </tr>
     }
 }
