@@ -668,7 +668,7 @@ fn judge(case: &Case, answer: &Answer) -> Vec<String> {
         }
         match serde_json::from_slice::<Value>(&answer.body) {
             Ok(Value::Object(o)) => {
-                if !o.get("error").and_then(Value::as_str).is_some_and(|e| !e.is_empty()) {
+                if o.get("error").and_then(Value::as_str).is_none_or(|e| e.is_empty()) {
                     wrong.push("no \"error\" message".to_owned());
                 }
                 if let Some(extra) = o.keys().find(|k| !matches!(k.as_str(), "error" | "field")) {

@@ -414,7 +414,7 @@ async fn a_service_whose_registry_stops_probing_it_while_the_session_looks_alive
                 axum::Json(json!({"Added": [], "Removed": []}))
             }),
         )
-        .route("/sessions", axum::routing::post(|| std::future::pending::<StatusCode>()));
+        .route("/sessions", axum::routing::post(std::future::pending::<StatusCode>));
     let registry = gradebook_tests::serve_app(app).await;
     let mut spec = gradebook_runtime::ServiceSpec::new("Worker", registry);
     spec.reregister_after = Duration::from_millis(300);

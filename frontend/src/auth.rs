@@ -469,10 +469,8 @@ pub async fn authenticate(State(gate): State<Gate>, mut request: Request, next: 
             }
             (false, _) => Ok(None),
         };
-        if matches!(checked, Ok(None)) {
-            if let Some(address) = address {
-                security.inner.by_address.count(address);
-            }
+        if let (Ok(None), Some(address)) = (&checked, address) {
+            security.inner.by_address.count(address);
         }
         match checked {
             Ok(Some(account)) => Some(Viewer::Person { account, csrf: String::new(), bearer: true }),
