@@ -161,33 +161,13 @@ impl Security {
 
     /// Grading's account `name`, asked at most every [`ACCOUNT_TTL`].
     async fn account(&self, b: &Backends, name: &str) -> Result<Option<Account>, ApiError> {
-        if let Some(known) = fresh(&self.inner.accounts, name, ACCOUNT_TTL) {
-            return Ok(known);
-        }
-        match b.account(name).await {
-            Ok(answer) => {
-                remember(&self.inner.accounts, name, answer.clone());
-                Ok(answer)
-            }
-            Err(e) if e.status == 503 => fresh(&self.inner.accounts, name, STALE_LIMIT).ok_or(e),
-            Err(e) => Err(e),
-        }
+        cached(&self.inner.accounts, name, ACCOUNT_TTL, b.account(name)).await
     }
 
     /// The account a personal API token belongs to, asked at most every
     /// [`API_TOKEN_TTL`].
     async fn api_token(&self, b: &Backends, token: &str) -> Result<Option<Account>, ApiError> {
-        if let Some(known) = fresh(&self.inner.api_tokens, token, API_TOKEN_TTL) {
-            return Ok(known);
-        }
-        match b.verify_token(token).await {
-            Ok(answer) => {
-                remember(&self.inner.api_tokens, token, answer.clone());
-                Ok(answer)
-            }
-            Err(e) if e.status == 503 => fresh(&self.inner.api_tokens, token, STALE_LIMIT).ok_or(e),
-            Err(e) => Err(e),
-        }
+        cached(&self.inner.api_tokens, token, API_TOKEN_TTL, b.verify_token(token)).await
     }
 
     /// A sign-in as `name` from `address`, if one may be tried now: not when
@@ -297,6 +277,28 @@ fn fresh(
 ) -> Option<Option<Account>> {
     let cache = cache.lock().unwrap_or_else(|p| p.into_inner());
     cache.get(key).filter(|(at, _)| at.elapsed() < ttl).map(|(_, account)| account.clone())
+}
+
+/// Grading's answer for `key`: kept for `ttl`, else asked (`ask` is only
+/// polled then) and kept; while grading is unavailable, a kept answer up to
+/// [`STALE_LIMIT`] old stands in.
+async fn cached(
+    cache: &Mutex<HashMap<String, (Instant, Option<Account>)>>,
+    key: &str,
+    ttl: Duration,
+    ask: impl std::future::Future<Output = Result<Option<Account>, ApiError>>,
+) -> Result<Option<Account>, ApiError> {
+    if let Some(known) = fresh(cache, key, ttl) {
+        return Ok(known);
+    }
+    match ask.await {
+        Ok(answer) => {
+            remember(cache, key, answer.clone());
+            Ok(answer)
+        }
+        Err(e) if e.status == 503 => fresh(cache, key, STALE_LIMIT).ok_or(e),
+        Err(e) => Err(e),
+    }
 }
 
 fn remember(cache: &Mutex<HashMap<String, (Instant, Option<Account>)>>, key: &str, account: Option<Account>) {

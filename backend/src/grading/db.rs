@@ -190,43 +190,36 @@ impl Db {
     /// Connects to `url` (`sqlite://path` or `postgres://...`), creating a
     /// SQLite file (and its folder) when needed, and migrates.
     pub async fn connect(url: &str) -> anyhow::Result<Db> {
-        open(url).await
+        let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool =
+                PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(5)).connect(url).await?;
+            POSTGRES_MIGRATIONS.run(&pool).await?;
+            Db::Postgres(pool)
+        } else if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                // WAL lets reads proceed during a write; FULL makes every
+                // commit durable before it is acknowledged.
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(5));
+            if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options)
+                .await?;
+            SQLITE_MIGRATIONS.run(&pool).await?;
+            Db::Sqlite(pool, Arc::default())
+        } else {
+            anyhow::bail!("unsupported database URL {url:?}: use sqlite://PATH or postgres://...");
+        };
+        Ok(db)
     }
-}
 
-/// Connects to `url` and migrates (see [`Db::connect`]).
-async fn open(url: &str) -> anyhow::Result<Db> {
-    let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let pool =
-            PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(5)).connect(url).await?;
-        POSTGRES_MIGRATIONS.run(&pool).await?;
-        Db::Postgres(pool)
-    } else if url.starts_with("sqlite:") {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            // WAL lets reads proceed during a write; FULL makes every
-            // commit durable before it is acknowledged.
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
-            .await?;
-        SQLITE_MIGRATIONS.run(&pool).await?;
-        Db::Sqlite(pool, Arc::default())
-    } else {
-        anyhow::bail!("unsupported database URL {url:?}: use sqlite://PATH or postgres://...");
-    };
-    Ok(db)
-}
-
-impl Db {
     pub fn is_shared(&self) -> bool {
         matches!(self, Db::Postgres(..))
     }
@@ -242,7 +235,7 @@ impl Db {
             let grades = grades
                 .iter()
                 .map(|r| {
-                    Ok((r.try_get::<i64, _>(1)?, grade(r.try_get(0)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?)?))
+                    Ok((r.try_get::<i64, _>(1)?, grade(r.try_get(0)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?)))
                 })
                 .collect::<sqlx::Result<Vec<_>>>()?;
             (students, grades)
@@ -266,7 +259,7 @@ impl Db {
             let rows = sqlx::query(STUDENT_GRADES).bind(id).fetch_all(pool).await?;
             let grades = rows
                 .iter()
-                .map(|r| grade(r.try_get(0)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?))
+                .map(|r| Ok(grade(r.try_get(0)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?)))
                 .collect::<sqlx::Result<Vec<_>>>()?;
             Ok(Some(student(row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, grades)))
         })
@@ -581,8 +574,8 @@ impl Changes {
     }
 }
 
-fn grade(id: i64, title: String, kind: String, score: f64) -> sqlx::Result<Grade> {
-    Ok(Grade { id, title, kind, score })
+fn grade(id: i64, title: String, kind: String, score: f64) -> Grade {
+    Grade { id, title, kind, score }
 }
 
 fn student(id: i64, first_name: String, last_name: String, grades: Vec<Grade>) -> Student {
