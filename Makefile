@@ -28,8 +28,6 @@ test-rust:
 # What running needs: the services and the portal (server, islands client,
 # stylesheet), without cargo-leptos.
 build:
-	@echo "build: services (cargo build --release; ~3 min on 2 cores from cold)"
-	cargo build --release --bin gradebook
 	scripts/build-portal.sh
 
 # Everything the browser tests use: the above and the client-only app (trunk).

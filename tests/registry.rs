@@ -187,6 +187,53 @@ async fn a_dropped_session_whose_service_still_answers_keeps_it() {
     assert_eq!(grading.providers("LogService"), vec![log.url.clone()]);
 }
 
+/// Opens a session for `url` as our runtime does: upgraded off HTTP. Returns
+/// the connection once the registry has switched protocols.
+async fn open_upgraded_session(registry: &TestRegistry, url: &str) -> tokio::net::TcpStream {
+    let mut conn = tokio::net::TcpStream::connect(registry.addr).await.unwrap();
+    let head = format!(
+        "POST /sessions?url={} HTTP/1.1\r\nhost: {}\r\nconnection: upgrade\r\nupgrade: gradebook-session\r\ncontent-length: 0\r\n\r\n",
+        query_value(url),
+        registry.addr
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    // Read exactly the answer's head: what follows belongs to the session.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(conn.read(&mut byte).await.unwrap(), 1, "the registry answers the upgrade");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "switching protocols: {head}");
+    assert!(head.contains("upgrade: gradebook-session"), "{head}");
+    conn
+}
+
+#[tokio::test]
+async fn an_upgraded_session_is_held_off_http_told_when_the_registration_goes_and_its_drop_is_noticed() {
+    let registry = TestRegistry::spawn(probes_off());
+    let log = PlainService::start("LogService").await;
+    assert_eq!(log.register(&registry.url, json!([])).await, 200);
+    let status = || registry.statuses().into_iter().find(|s| s.service_name == "LogService");
+
+    // Held, then dropped while log is fine: probed at once, kept.
+    let session = open_upgraded_session(&registry, &log.url).await;
+    eventually(LIMIT, "the session is held", || status().is_some_and(|s| s.session)).await;
+    drop(session);
+    eventually(LIMIT, "the drop triggers a probe", || status().is_some_and(|s| s.last_probe.is_some())).await;
+    assert!(status().is_some_and(|s| !s.session && s.state == HealthState::Passing));
+
+    // Held again, then a stranger deregisters log: the session says so and closes.
+    let mut session = open_upgraded_session(&registry, &log.url).await;
+    eventually(LIMIT, "the session is held", || status().is_some_and(|s| s.session)).await;
+    let removed = reqwest::Client::new().delete(format!("{}/services", registry.url)).body(log.url.clone()).send();
+    assert_eq!(removed.await.unwrap().status(), 200);
+    let mut told = Vec::new();
+    tokio::time::timeout(LIMIT, session.read_to_end(&mut told)).await.expect("closed").unwrap();
+    assert_eq!(told, b"ended\n");
+}
+
 #[tokio::test]
 async fn a_recovered_service_is_added_again_and_dependents_are_told() {
     let registry = TestRegistry::spawn(Config::default());

@@ -75,6 +75,49 @@ async fn a_service_paused_past_the_retention_is_listed_again_once_it_answers() {
     drop(dir);
 }
 
+/// The registry's count of removals noticed through `via` (session or probes).
+async fn removals_via(registry: &str, via: &str) -> u64 {
+    let metrics = reqwest::get(format!("{registry}/metrics")).await.unwrap().text().await.unwrap();
+    let series = format!("gradebook_registry_removals_total{{via=\"{via}\"}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(&series)).map_or(0, |n| n.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_crash_after_registering_again_is_still_noticed_through_the_new_session() {
+    // Paused until removed, the worker comes back: its old session was ended
+    // and it registers again over its own entry. Its next crash must be
+    // reported by its new session, not left to the probes (the old session
+    // used to stay counted, so the new one's drop meant nothing).
+    let (_registry, registry_addr) = Proc::start_listening(|addr| {
+        ["registry", "--addr", addr, "--probe-interval", "100ms"].map(str::to_owned).to_vec()
+    })
+    .await;
+    let registry = format!("http://{registry_addr}");
+    let (mut worker, worker_addr) = Proc::start_listening(|addr| {
+        ["stub", "--addr", addr, "--name", "Worker", "--registry-url", &registry].map(str::to_owned).to_vec()
+    })
+    .await;
+    let worker_url = format!("http://{worker_addr}");
+    let holds_session = || async {
+        let all: Vec<serde_json::Value> =
+            reqwest::get(format!("{registry}/services")).await.unwrap().json().await.unwrap();
+        all.iter().any(|s| s["ServiceURL"] == worker_url && s["State"] == "passing" && s["Session"] == true)
+    };
+    eventually_async(LIMIT, "the worker holds a session", holds_session).await;
+    worker.signal("STOP");
+    eventually_async(LIMIT, "the paused worker is removed", || async {
+        !listed(&registry, "Worker", &worker_url).await
+    })
+    .await;
+    worker.signal("CONT");
+    eventually_async(LIMIT, "the worker is back with a new session", holds_session).await;
+
+    worker.kill9();
+
+    eventually_async(LIMIT, "the crash is noticed", || async { !listed(&registry, "Worker", &worker_url).await }).await;
+    assert_eq!(removals_via(&registry, "session").await, 1, "the new session reported the crash");
+}
+
 #[tokio::test]
 async fn a_service_deregistered_by_a_stranger_registers_again_at_once() {
     let registry = TestRegistry::spawn(Config::default());

@@ -153,6 +153,12 @@ pub struct RegistryArgs {
     #[arg(long, env = "GRADEBOOK_PROBE_RETRY_INTERVAL", default_value_t = POLICY.retry_interval.into())]
     #[serde(serialize_with = "display")]
     pub probe_retry_interval: humantime::Duration,
+    /// Time between probes of a healthy service that holds a session (its
+    /// crash is reported by the session; probes only catch a hang). Keep it
+    /// below the services' `--reregister-after`.
+    #[arg(long, env = "GRADEBOOK_SESSION_PROBE_INTERVAL", default_value_t = POLICY.session_interval.into())]
+    #[serde(serialize_with = "display")]
+    pub session_probe_interval: humantime::Duration,
     /// Consecutive failed probes that remove a service.
     #[arg(long, env = "GRADEBOOK_FAILURE_THRESHOLD", default_value_t = POLICY.failure_threshold, value_parser = clap::value_parser!(u32).range(1..))]
     pub failure_threshold: u32,
@@ -199,6 +205,7 @@ impl RegistryArgs {
                 recovery_threshold: self.recovery_threshold,
                 retention: self.retention.into(),
                 warmup: self.warmup.into(),
+                session_interval: self.session_probe_interval.into(),
             },
             token: self.common.token.clone(),
             allow_foreign_urls: self.allow_foreign_urls,

@@ -5,6 +5,7 @@
 //! data or an [`ApiError`] here, the same way for pages and for the JSON API.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -23,18 +24,19 @@ use crate::auth::Security;
 use crate::error::ApiError;
 use crate::people::Account;
 
-/// What the portal talks to. Cheap to clone.
+/// What the portal talks to. Cheap to clone (middleware state is cloned for
+/// every request): every field is shared.
 #[derive(Clone)]
 pub struct Backends {
     pub runtime: Runtime,
-    pub registry_url: String,
+    pub registry_url: Arc<str>,
     /// For the live log tail: no overall deadline (it streams), only a
     /// connect deadline; the runtime's credentials.
     stream_client: reqwest::Client,
     /// How long the live tail may go without a byte from the log service.
     stream_idle: Duration,
-    /// Cancelled when the portal shuts down.
-    shutdown: CancellationToken,
+    /// Cancelled when the portal shuts down (a token's own clone takes a lock).
+    shutdown: Arc<CancellationToken>,
     /// Open or closed to people, with what sign-in needs (see `crate::auth`).
     pub security: Security,
 }
@@ -67,10 +69,10 @@ impl Backends {
         let stream_client = runtime.open_ended_client().clone();
         Self {
             runtime,
-            registry_url: registry_url.trim_end_matches('/').to_owned(),
+            registry_url: registry_url.trim_end_matches('/').into(),
             stream_client,
             stream_idle: STREAM_IDLE,
-            shutdown: CancellationToken::new(),
+            shutdown: Arc::default(),
             security: Security::open(),
         }
     }
@@ -83,7 +85,7 @@ impl Backends {
 
     /// Ends what streams (the live log tail) once `shutdown` is cancelled.
     pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
-        self.shutdown = shutdown;
+        self.shutdown = Arc::new(shutdown);
         self
     }
 
@@ -212,7 +214,7 @@ impl Backends {
                 NO_LOG_QUERIES,
             ));
         }
-        Ok(relay(upstream.bytes_stream(), idle, self.shutdown.clone()))
+        Ok(relay(upstream.bytes_stream(), idle, (*self.shutdown).clone()))
     }
 }
 

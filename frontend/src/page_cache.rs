@@ -1,5 +1,6 @@
-//! Rendered grade-book pages (`/students`, `/students/{id}`), kept while the
-//! grading service says their data has not changed.
+//! Rendered grade-book pages (`/students`, `/students/{id}`) and the JSON
+//! API's copies of grading's answers, kept while the grading service says
+//! their data has not changed.
 //!
 //! Rendering a page costs far more than asking grading "is it still this?"
 //! (`If-None-Match` → a bodiless 304), so every request still asks and no
@@ -15,21 +16,26 @@
 //! account, the forms' CSRF token), never only per path: a teacher's page
 //! (with its add-grade form and token) is never served to a student. Who may
 //! see a page at all was decided before this layer (`auth::authenticate`).
+//!
+//! The JSON API's reads of grading (`/api/students`, `/api/students/{id}`)
+//! are kept here too, as grading's own bytes under its tag: see
+//! [`api_students`].
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use gradebook_shared::grading::Student;
 use gradebook_shared::names;
 
 use crate::api::student_id;
-use crate::backends::{ANSWER_LIMIT, Backends, Prefetched, human, interpret, read_body};
+use crate::backends::{ANSWER_LIMIT, Backends, Prefetched, human, interpret, no_student, read_body};
 use crate::error::ApiError;
 use crate::people::Viewer;
 
@@ -39,6 +45,9 @@ const MAX_PAGES: usize = 1024;
 const MAX_BYTES: usize = 32 << 20;
 /// Largest page kept; a bigger one is served but rendered every time.
 const MAX_PAGE_BYTES: usize = 4 << 20;
+/// How often a request about to ask grading yields first (see
+/// [`PageCache::revalidate`]).
+const GATHER_YIELDS: usize = 4;
 
 #[derive(Clone, Default)]
 pub struct PageCache {
@@ -94,28 +103,73 @@ impl Page {
 struct Flights {
     /// How many have set off.
     started: AtomicU64,
-    /// Requests waiting for `last`.
+    /// Requests waiting for an answer (not the one asking).
     waiting: AtomicU64,
-    /// The last one's number and answer; held while one is in the air, and
-    /// after it only while requests wait for it (a request arriving later
-    /// asks anew, so the answer, up to a whole student, is of no more use).
-    last: tokio::sync::Mutex<Option<(u64, Outcome)>>,
+    /// Whether a question is in the air.
+    asking: AtomicBool,
+    /// The last one's number and answer, kept only while requests wait for
+    /// it (a request arriving later asks anew, so the answer, up to a whole
+    /// student, is of no more use).
+    last: Mutex<Option<(u64, Outcome)>>,
+    /// Wakes every waiting request at once when a question lands: handing
+    /// the answer from one to the next would add a wake-up per request to
+    /// the last one's wait.
+    landed: tokio::sync::Notify,
 }
 
-/// Counts a request as waiting for a flight's answer until dropped (also
-/// when the request is, its client gone).
-struct Waiting<'a>(&'a AtomicU64);
+impl Flights {
+    fn last(&self) -> std::sync::MutexGuard<'_, Option<(u64, Outcome)>> {
+        self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The answer of a question that set off after `arrived`, if one has
+    /// landed; forgotten once no other request waits for it.
+    fn answer_after(&self, arrived: u64, waiting: &mut Waiting<'_>) -> Option<Outcome> {
+        let mut last = self.last();
+        let outcome = last.as_ref().filter(|(number, _)| *number > arrived)?.1.clone();
+        waiting.leave();
+        if self.waiting.load(Ordering::SeqCst) == 0 {
+            *last = None;
+        }
+        Some(outcome)
+    }
+}
+
+/// Counts a request as waiting for a flight's answer until it leaves or is
+/// dropped (also when the request is, its client gone).
+struct Waiting<'a> {
+    count: &'a AtomicU64,
+    left: bool,
+}
 
 impl<'a> Waiting<'a> {
     fn new(count: &'a AtomicU64) -> Self {
         count.fetch_add(1, Ordering::SeqCst);
-        Self(count)
+        Self { count, left: false }
+    }
+
+    fn leave(&mut self) {
+        if !std::mem::replace(&mut self.left, true) {
+            self.count.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.leave();
+    }
+}
+
+/// The question in the air. Once it lands, or its request is dropped (its
+/// client gone), the waiting requests wake to take its answer or ask anew.
+struct Asking<'a>(&'a Flights);
+
+impl Drop for Asking<'_> {
+    fn drop(&mut self) {
+        // Free before waking: a woken request may have to ask next.
+        self.0.asking.store(false, Ordering::SeqCst);
+        self.0.landed.notify_waiters();
     }
 }
 
@@ -125,6 +179,15 @@ enum Outcome {
     Unchanged(HeaderValue),
     /// New data (tagged when grading tags it), or why there is none.
     Answer { etag: Option<HeaderValue>, answer: Result<Bytes, ApiError> },
+}
+
+/// What a 200 from grading must be before it is kept or passed on.
+type Check = fn(&[u8]) -> Result<(), ApiError>;
+
+/// Pages read grading's answer themselves while rendering (and render an
+/// unreadable one as an error), so the cache takes it as it comes.
+fn unchecked(_: &[u8]) -> Result<(), ApiError> {
+    Ok(())
 }
 
 impl PageCache {
@@ -174,46 +237,58 @@ impl PageCache {
 
     fn flights(&self, path: &str) -> Arc<Flights> {
         let mut inner = self.lock();
+        if let Some(flights) = inner.flights.get(path) {
+            return flights.clone();
+        }
         // Each is a few bytes; dropping them all only costs a question that
         // is not shared.
-        if inner.flights.len() >= self.limits.pages && !inner.flights.contains_key(path) {
+        if inner.flights.len() >= self.limits.pages {
             inner.flights.clear();
         }
         inner.flights.entry(path.to_owned()).or_default().clone()
     }
 
     /// Grading's current answer for `path`, from a question sent after this
-    /// call began; `key` is the page as kept for this viewer.
-    async fn revalidate(&self, backends: &Backends, path: &str, key: &str) -> Outcome {
+    /// call began; `key` is the page as kept for this viewer. A new body is
+    /// passed through `check` once, by the request that fetched it, so that
+    /// requests sharing the answer do not check it again.
+    async fn revalidate(&self, backends: &Backends, path: &str, key: &str, check: Check) -> Outcome {
         let flights = self.flights(key);
-        let waiting = Waiting::new(&flights.waiting);
+        let mut waiting = Waiting::new(&flights.waiting);
         let arrived = flights.started.load(Ordering::SeqCst);
-        let mut last = flights.last.lock().await;
-        drop(waiting);
-        let others_wait = flights.waiting.load(Ordering::SeqCst) > 0;
-        if let Some((number, outcome)) = &*last
-            && *number > arrived
-        {
-            let outcome = outcome.clone();
-            if !others_wait {
-                *last = None;
+        loop {
+            // Listening before looking, so that a landing in between wakes it.
+            let landed = flights.landed.notified();
+            tokio::pin!(landed);
+            landed.as_mut().enable();
+            if let Some(outcome) = flights.answer_after(arrived, &mut waiting) {
+                return outcome;
             }
+            if flights.asking.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+                landed.await;
+                continue;
+            }
+            let asking = Asking(&flights);
+            waiting.leave();
+            // Lets the requests this portal is already serving reach this
+            // point first, so that one question answers them all: a few
+            // polls cost far less than a question to grading.
+            for _ in 0..GATHER_YIELDS {
+                tokio::task::yield_now().await;
+            }
+            let number = flights.started.fetch_add(1, Ordering::SeqCst) + 1;
+            let known = self.lock().pages.get(key).map(|p| p.etag.clone());
+            let outcome = self.ask(backends, path, known, check).await;
+            // The requests waiting now arrived before it set off: theirs.
+            *flights.last() = (flights.waiting.load(Ordering::SeqCst) > 0).then(|| (number, outcome.clone()));
+            drop(asking);
             return outcome;
         }
-        let number = flights.started.fetch_add(1, Ordering::SeqCst) + 1;
-        let outcome = self.ask(backends, path, key).await;
-        // Those that came while it was in the air take this answer.
-        if flights.waiting.load(Ordering::SeqCst) > 0 {
-            *last = Some((number, outcome.clone()));
-        } else {
-            *last = None;
-        }
-        outcome
     }
 
-    async fn ask(&self, backends: &Backends, path: &str, key: &str) -> Outcome {
+    /// Grading's answer for `path`; a bodiless one when `known` is still its tag.
+    async fn ask(&self, backends: &Backends, path: &str, known: Option<HeaderValue>, check: Check) -> Outcome {
         let what = human(names::GRADING);
-        let known = self.lock().pages.get(key).map(|p| p.etag.clone());
         let asked = backends
             .send(names::GRADING, |client, base| {
                 let get = client.get(format!("{base}{path}"));
@@ -237,7 +312,7 @@ impl PageCache {
             Err(e) => return Outcome::Answer { etag: None, answer: Err(e) },
         };
         let answer = match status {
-            StatusCode::OK => Ok(body),
+            StatusCode::OK => check(&body).map(|()| body),
             _ => Err(interpret::<serde::de::IgnoredAny>(status, &body, what)
                 .err()
                 .unwrap_or_else(|| ApiError::unavailable(what))),
@@ -269,7 +344,7 @@ pub async fn serve_cached(
         Some(viewer) => format!("{path}\n{}", viewer.page_variant()),
         None => path.clone(),
     };
-    let (etag, answer) = match pages.revalidate(&b, &path, &key).await {
+    let (etag, answer) = match pages.revalidate(&b, &path, &key, unchecked).await {
         Outcome::Unchanged(tag) => match pages.page(&key, &tag) {
             Some(page) => return (page.headers, page.body).into_response(),
             // Replaced meanwhile: render, asking for itself.
@@ -303,6 +378,114 @@ pub async fn serve_cached(
     let body = Bytes::from(read.concat());
     pages.keep(key, Page { etag, headers: parts.headers.clone(), body: body.clone(), used: 0 });
     Response::from_parts(parts, Body::from(body))
+}
+
+// ---- The JSON API's reads --------------------------------------------------
+//
+// `GET /api/students` and `/api/students/{id}` are grading's answers to
+// `/students` and `/students/{id}`: their bytes are passed on as they came,
+// with grading's ETag, revalidated on every request like the pages (so never
+// staler than grading) and kept in the same cache, within the same bounds.
+// They are kept per path, not per viewer: the bytes are the same whoever may
+// see them, and who may was decided before (`auth::authenticate`; a student
+// reaches only their own record). Grading's bytes are read as students once
+// per new tag before they are kept or passed on, so clients never get a
+// broken answer.
+
+/// What the API's reads of grading need: shared, as handler state is cloned
+/// for every request.
+pub type ApiState = Arc<(Backends, PageCache)>;
+
+/// Grading's answer to `path`, kept under `key`: its tag (when grading
+/// tags it) and bytes that passed `check`.
+async fn checked(
+    b: &Backends,
+    cache: &PageCache,
+    path: &str,
+    key: &str,
+    check: Check,
+) -> Result<(Option<HeaderValue>, Bytes), ApiError> {
+    let (etag, answer) = match cache.revalidate(b, path, key, check).await {
+        Outcome::Unchanged(tag) => match cache.page(key, &tag) {
+            Some(kept) => return Ok((Some(kept.etag), kept.body)),
+            // Dropped meanwhile (replaced, or room was made): ask in full.
+            None => match cache.ask(b, path, None, check).await {
+                Outcome::Answer { etag, answer } => (etag, answer),
+                Outcome::Unchanged(_) => return Err(ApiError::unavailable(human(names::GRADING))),
+            },
+        },
+        Outcome::Answer { etag, answer } => (etag, answer),
+    };
+    let body = answer?;
+    if let Some(tag) = &etag {
+        cache.keep(key.to_owned(), Page { etag: tag.clone(), headers: HeaderMap::new(), body: body.clone(), used: 0 });
+    }
+    Ok((etag, body))
+}
+
+fn students_check(body: &[u8]) -> Result<(), ApiError> {
+    interpret::<Vec<Student>>(StatusCode::OK, body, human(names::GRADING)).map(drop)
+}
+
+fn student_check(body: &[u8]) -> Result<(), ApiError> {
+    interpret::<Student>(StatusCode::OK, body, human(names::GRADING)).map(drop)
+}
+
+/// Grading's bytes as the answer, under its tag; a bodiless 304 when the
+/// client already holds them.
+fn pass_on(request: &HeaderMap, etag: Option<HeaderValue>, body: Bytes) -> Response {
+    let json = (header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    match etag {
+        Some(tag) if holds(request, &tag) => (StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response(),
+        Some(tag) => ([json, (header::ETAG, tag)], body).into_response(),
+        None => ([json], body).into_response(),
+    }
+}
+
+/// Whether the client's `If-None-Match` names `tag` (or any, `*`), read as
+/// grading reads it: a weak tag matches too, as RFC 9110 says for GET.
+fn holds(request: &HeaderMap, tag: &HeaderValue) -> bool {
+    request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|given| given == "*" || given.trim_start_matches("W/") == tag)
+}
+
+/// `GET /api/students`: grading's list as it came. A student is refused
+/// before this (403); should that rule ever loosen, a student would still
+/// get only their own record out of it, read and written anew.
+pub async fn api_students(State(api): State<ApiState>, request: Request) -> Result<Response, ApiError> {
+    let (b, cache) = &*api;
+    let (etag, body) = checked(b, cache, "/students", "/api/students", students_check).await?;
+    match request.extensions().get::<Viewer>() {
+        Some(viewer) if !viewer.sees_everything() => {
+            let students: Vec<Student> = interpret(StatusCode::OK, &body, human(names::GRADING))?;
+            let own: Vec<Student> = students.into_iter().filter(|s| viewer.may_see_student(s.id)).collect();
+            Ok(axum::Json(own).into_response())
+        }
+        // Open mode, a teacher (or no `auth` in front, as in unit tests).
+        _ => Ok(pass_on(request.headers(), etag, body)),
+    }
+}
+
+/// `GET /api/students/{id}`: grading's record as it came, to whoever may
+/// see it (a student only their own, as `auth::authenticate` already said).
+pub async fn api_student(
+    State(api): State<ApiState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let id = crate::server::parse_id(&id)?;
+    if !request.extensions().get::<Viewer>().is_none_or(|v| v.may_see_student(id)) {
+        return Err(ApiError::new(403, "Your account may not see or do this."));
+    }
+    let (b, cache) = &*api;
+    let (path, key) = (format!("/students/{id}"), format!("/api/students/{id}"));
+    let (etag, body) = checked(b, cache, &path, &key, student_check).await.map_err(|e| no_student(id, e))?;
+    Ok(pass_on(request.headers(), etag, body))
 }
 
 #[cfg(test)]
@@ -390,10 +573,47 @@ mod tests {
         let backends = backends_knowing_grading(tagging_grading().await);
         let cache = PageCache::default();
 
-        cache.revalidate(&backends, "/students", "/students").await;
+        cache.revalidate(&backends, "/students", "/students", unchecked).await;
 
         let flights = cache.lock().flights.get("/students").cloned().unwrap();
-        assert!(flights.last.try_lock().unwrap().is_none(), "a later load asks anew, so the answer is of no use");
+        assert!(flights.last().is_none(), "a later load asks anew, so the answer is of no use");
+    }
+
+    #[tokio::test]
+    async fn a_student_let_through_to_the_api_would_still_get_only_their_own_record() {
+        let student = |id| Student { id, first_name: "F".into(), last_name: "L".into(), grades: vec![], average: None };
+        let students = vec![student(1), student(2)];
+        let app = Router::new()
+            .route(
+                "/students",
+                get(move || std::future::ready(([(header::ETAG, "\"two\"")], axum::Json(students.clone())))),
+            )
+            .route("/students/{id}", get(move || async move { ([(header::ETAG, "\"one\"")], axum::Json(student(2))) }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let account = crate::people::Account {
+            name: "sam".into(),
+            role: crate::people::Role::Student,
+            student: Some(1),
+            version: 1,
+        };
+        // Past `auth::authenticate`, which refuses these today.
+        let api = Router::new()
+            .route("/api/students", get(api_students))
+            .route("/api/students/{id}", get(api_student))
+            .with_state(Arc::new((backends_knowing_grading(url), PageCache::default())))
+            .layer(axum::Extension(Viewer::Person { account, csrf: String::new(), bearer: true }));
+
+        let list = api.clone().oneshot(Request::get("/api/students").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(list.status(), StatusCode::OK);
+        assert!(list.headers().get(header::ETAG).is_none(), "not grading's answer, so not its tag");
+        let body = axum::body::to_bytes(list.into_body(), 1 << 20).await.unwrap();
+        let ids: Vec<i64> = serde_json::from_slice::<Vec<Student>>(&body).unwrap().iter().map(|s| s.id).collect();
+        assert_eq!(ids, [1]);
+
+        let other = api.oneshot(Request::get("/api/students/2").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(other.status(), StatusCode::FORBIDDEN);
     }
 
     #[tokio::test]

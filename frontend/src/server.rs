@@ -14,7 +14,7 @@ use axum::{Form, Json, Router};
 use gradebook_runtime::Runtime;
 use gradebook_runtime::http::ApiJson;
 use gradebook_shared::ErrorBody;
-use gradebook_shared::grading::{NewGrade, Student};
+use gradebook_shared::grading::NewGrade;
 use gradebook_shared::log::LogRecord;
 use gradebook_shared::registry::ServiceStatus;
 use leptos::prelude::*;
@@ -32,14 +32,8 @@ use crate::people::{OPEN_BANNER, Viewer};
 
 // ---- JSON API ---------------------------------------------------------------
 
-async fn api_students(State(b): State<Backends>) -> Result<Json<Vec<Student>>, ApiError> {
-    Ok(Json(b.students().await?))
-}
-
-async fn api_student(State(b): State<Backends>, Path(id): Path<String>) -> Result<Json<Student>, ApiError> {
-    let id = parse_id(&id)?;
-    Ok(Json(b.student(id).await?))
-}
+// `GET /api/students` and `/api/students/{id}` pass grading's bytes on:
+// see `page_cache::api_students`.
 
 /// Checked by grading's own rules before it is forwarded, typed.
 async fn api_add_grade(
@@ -70,7 +64,7 @@ async fn api_log_stream(State(b): State<Backends>, RawQuery(q): RawQuery) -> Res
     Ok(response)
 }
 
-fn parse_id(id: &str) -> Result<i64, ApiError> {
+pub(crate) fn parse_id(id: &str) -> Result<i64, ApiError> {
     student_id(id).ok_or_else(|| ApiError::new(404, format!("There is no student with ID {id:?}.")))
 }
 
@@ -215,9 +209,13 @@ pub(crate) fn escape(s: &str) -> String {
 
 /// The whole portal: API, form handler, pages and the site's static files.
 pub fn router(options: LeptosOptions, backends: Backends) -> Router {
+    // Pages and grading's answers through the API, within one budget.
+    let cache = PageCache::default();
+    let from_grading = Router::new()
+        .route("/api/students", get(page_cache::api_students))
+        .route("/api/students/{id}", get(page_cache::api_student))
+        .with_state(std::sync::Arc::new((backends.clone(), cache.clone())));
     let api = Router::new()
-        .route("/api/students", get(api_students))
-        .route("/api/students/{id}", get(api_student))
         .route("/api/students/{id}/grades", post(api_add_grade))
         .route("/api/services", get(api_services))
         .route("/api/logs", get(api_logs))
@@ -225,7 +223,8 @@ pub fn router(options: LeptosOptions, backends: Backends) -> Router {
         .route("/students/{id}/grades", post(form_add_grade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/{*rest}", any(|| async { ApiError::new(404, "no such endpoint") }))
-        .with_state(backends.clone());
+        .with_state(backends.clone())
+        .merge(from_grading);
     let gate = auth::Gate { backends: backends.clone(), static_prefix: format!("/{}/", options.site_pkg_dir) };
     // `/` is answered by `root`, not by the app.
     let routes = route_list().into_iter().filter(|r| r.path() != "/").collect::<Vec<_>>();
@@ -245,10 +244,7 @@ pub fn router(options: LeptosOptions, backends: Backends) -> Router {
         )
         .fallback(leptos_axum::file_and_error_handler(shell))
         .with_state(options.clone())
-        .layer(axum::middleware::from_fn_with_state(
-            (backends.clone(), PageCache::default()),
-            page_cache::serve_cached,
-        ));
+        .layer(axum::middleware::from_fn_with_state((backends.clone(), cache), page_cache::serve_cached));
     // `auth` runs inside `html_errors`, so its refusals of pages become
     // HTML pages and its viewer reaches the error pages.
     gradebook_runtime::http::finish_api(api, 64 * 1024)
@@ -281,6 +277,7 @@ mod tests {
 
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
+    use gradebook_shared::grading::Student;
     use gradebook_shared::names;
     use gradebook_shared::registry::PatchEntry;
     use tower::ServiceExt;

@@ -8,173 +8,21 @@
 //!
 //! The portal runs in-process (`oneshot`), talking to a stand-in for grading,
 //! the log service and the registry on a real socket that refuses what those
-//! refuse, with the same shared rules. Every case must get its 4xx (JSON for
-//! the API, an HTML page for pages) or, for a form the service refused, the
-//! 303 back to the page; the portal must still answer afterwards, and nothing
-//! stored behind it may have changed.
+//! refuse, with the same shared rules (see `support`). Every case must get
+//! its 4xx (JSON for the API, an HTML page for pages) or, for a form the
+//! service refused, the 303 back to the page; the portal must still answer
+//! afterwards, and nothing stored behind it may have changed.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+mod support;
+
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
-use axum::http::{Request, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use gradebook_frontend::backends::Backends;
-use gradebook_runtime::{Runtime, ServiceSpec};
-use gradebook_shared::ErrorBody;
-use gradebook_shared::grading::{Grade, NewGrade, Student};
-use gradebook_shared::log::{Level, LogRecord};
-use gradebook_shared::names;
-use gradebook_shared::registry::PatchEntry;
-use leptos::prelude::LeptosOptions;
+use axum::http::{Request, header};
 use serde_json::{Value, json};
+use support::{Stored, portal, start_backend};
 use tower::ServiceExt;
-
-// ---- the stand-in behind the portal ------------------------------------------
-
-/// What grading and the log service hold.
-#[derive(Clone)]
-struct Stored {
-    students: Arc<Mutex<Vec<Student>>>,
-    logs: Arc<Mutex<Vec<LogRecord>>>,
-}
-
-impl Stored {
-    fn new() -> Self {
-        let grade = |id, title: &str, score| Grade { id, title: title.into(), kind: "Quiz".into(), score };
-        let students = vec![
-            Student {
-                id: 1,
-                first_name: "Nick".into(),
-                last_name: "Carter".into(),
-                grades: vec![grade(1, "Quiz 1", 85.0), grade(2, "Quiz 2", 82.0)],
-                average: Some(83.5),
-            },
-            Student { id: 2, first_name: "Roberto".into(), last_name: "Baggio".into(), grades: vec![], average: None },
-        ];
-        let logs = vec![LogRecord {
-            seq: 1,
-            service: "Seed".into(),
-            level: Level::Info,
-            message: "one".into(),
-            timestamp: "2026-01-01T00:00:00Z".into(),
-            fields: None,
-        }];
-        Self { students: Arc::new(Mutex::new(students)), logs: Arc::new(Mutex::new(logs)) }
-    }
-
-    /// Everything held, as text, to compare before and after a case.
-    fn snapshot(&self) -> String {
-        let students = self.students.lock().unwrap_or_else(|p| p.into_inner());
-        let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
-        json!({"students": *students, "logs": *logs}).to_string()
-    }
-}
-
-fn refuse(status: StatusCode, body: ErrorBody) -> Response {
-    (status, axum::Json(body)).into_response()
-}
-
-async fn students(State(s): State<Stored>) -> Response {
-    axum::Json(s.students.lock().unwrap_or_else(|p| p.into_inner()).clone()).into_response()
-}
-
-async fn student(State(s): State<Stored>, Path(id): Path<String>) -> Response {
-    let Ok(id) = id.parse::<i64>() else { return refuse(StatusCode::BAD_REQUEST, ErrorBody::new("bad ID")) };
-    let found = s.students.lock().unwrap_or_else(|p| p.into_inner()).iter().find(|st| st.id == id).cloned();
-    match found {
-        Some(st) => axum::Json(st).into_response(),
-        None => refuse(StatusCode::NOT_FOUND, ErrorBody::new(format!("no student with ID {id}"))),
-    }
-}
-
-/// Grading's rules: the shared validation, then the student must exist.
-async fn add_grade(State(s): State<Stored>, Path(id): Path<String>, body: Bytes) -> Response {
-    let Ok(id) = id.parse::<i64>() else { return refuse(StatusCode::BAD_REQUEST, ErrorBody::new("bad ID")) };
-    let value: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, ErrorBody::new(e.to_string())),
-    };
-    let new = match NewGrade::validate(&value) {
-        Ok(g) => g,
-        Err(refused) => return refuse(StatusCode::BAD_REQUEST, refused),
-    };
-    let mut students = s.students.lock().unwrap_or_else(|p| p.into_inner());
-    let next = students.iter().flat_map(|st| &st.grades).map(|g| g.id).max().unwrap_or(0) + 1;
-    let Some(st) = students.iter_mut().find(|st| st.id == id) else {
-        return refuse(StatusCode::NOT_FOUND, ErrorBody::new(format!("no student with ID {id}")));
-    };
-    let grade = Grade { id: next, title: new.title, kind: new.kind.to_string(), score: new.score };
-    st.grades.push(grade.clone());
-    (StatusCode::CREATED, axum::Json(grade)).into_response()
-}
-
-/// The log service's query rules for what the portal passes through.
-fn check_log_query(q: &HashMap<String, String>) -> Result<(), ErrorBody> {
-    if let Some(l) = q.get("limit")
-        && l.parse::<usize>().is_err()
-    {
-        return Err(ErrorBody::new(format!("limit {l:?} is not a count")));
-    }
-    if let Some(a) = q.get("after")
-        && a.parse::<u64>().is_err()
-    {
-        return Err(ErrorBody::new(format!("after {a:?} is not a sequence number")));
-    }
-    if let Some(l) = q.get("level").filter(|l| !l.is_empty())
-        && let Err(e) = l.parse::<Level>()
-    {
-        return Err(ErrorBody { error: e.to_string(), field: Some("level".into()) });
-    }
-    Ok(())
-}
-
-async fn logs(State(s): State<Stored>, Query(q): Query<HashMap<String, String>>) -> Response {
-    if let Err(e) = check_log_query(&q) {
-        return refuse(StatusCode::BAD_REQUEST, e);
-    }
-    axum::Json(s.logs.lock().unwrap_or_else(|p| p.into_inner()).clone()).into_response()
-}
-
-/// A tail that ends at once, so that a case reading it finishes.
-async fn log_stream(Query(q): Query<HashMap<String, String>>) -> Response {
-    if let Err(e) = check_log_query(&q) {
-        return refuse(StatusCode::BAD_REQUEST, e);
-    }
-    ([(header::CONTENT_TYPE, "text/event-stream")], ": quiet\n\n").into_response()
-}
-
-/// Grading, the log service and the registry in one, on a real socket.
-async fn start_backend(stored: Stored) -> String {
-    let app = Router::new()
-        .route("/students", get(students))
-        .route("/students/{id}", get(student))
-        .route("/students/{id}/grades", post(add_grade))
-        .route("/log", get(logs))
-        .route("/log/stream", get(log_stream))
-        .route("/services", get(|| async { axum::Json(Vec::<Value>::new()) }))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(stored);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port is free");
-    let url = format!("http://{}", listener.local_addr().expect("a bound listener has an address"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
-}
-
-/// The portal, knowing the stand-in as grading, log service and registry.
-fn portal(backend: &str) -> Router {
-    let spec = ServiceSpec::new(names::PORTAL, backend);
-    let runtime = Runtime::new(spec, "127.0.0.1:0".parse().expect("an address"));
-    runtime
-        .providers()
-        .merge(&[PatchEntry::new(names::GRADING, backend.to_owned()), PatchEntry::new(names::LOG, backend.to_owned())]);
-    let options = LeptosOptions::builder().output_name("gradebook").build();
-    gradebook_frontend::server::router(options, Backends::new(runtime, backend.to_owned()))
-}
 
 // ---- the cases ----------------------------------------------------------------
 

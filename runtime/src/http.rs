@@ -1,16 +1,18 @@
 //! HTTP plumbing every service shares: JSON error bodies, a JSON extractor
-//! whose rejections are JSON too, JSON 404/405 fallbacks, request spans, and
-//! the outbound client with its timeouts.
+//! whose rejections are JSON too, JSON 404/405 fallbacks, the finishing
+//! middleware (request span, per-route metrics, JSON error bodies, body
+//! limit), the cluster-token gate, and the outbound client with its
+//! timeouts.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use gradebook_shared::ErrorBody;
-use tower_http::trace::TraceLayer;
 
 /// A JSON error answer: `{"error": "..."}` with the given status.
 pub fn error_response(status: StatusCode, body: ErrorBody) -> Response {
@@ -55,44 +57,181 @@ impl IntoResponse for JsonError {
 }
 
 /// Adds what every service's router needs: JSON 404/405 answers, a body
-/// size limit (413 beyond it), JSON bodies on every error answer, and a
-/// tracing span per request.
+/// size limit (413 beyond it), JSON bodies on every error answer, a tracing
+/// span per request, and `GET /metrics` with every routed request counted.
 pub fn finish_router(router: Router, body_limit: usize) -> Router {
-    measured(router)
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
-        .method_not_allowed_fallback(|| async { error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
-        .layer(axum::middleware::map_response(json_errors))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TraceLayer::new_for_http().make_span_with(
-            |req: &Request| tracing::info_span!("request", method = %req.method(), path = %req.uri().path()),
-        ))
-}
-
-/// Adds `GET /metrics` and counts every routed request.
-fn measured(router: Router) -> Router {
     crate::metrics::install();
-    router
+    let router = router
         .route("/metrics", axum::routing::get(crate::metrics::render))
-        .route_layer(axum::middleware::from_fn(crate::metrics::track))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .method_not_allowed_fallback(|| async { error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") });
+    finished(router, Finish { span: true, metrics: true }, body_limit)
 }
 
-/// Like [`finish_router`] but without the 404/405 fallbacks, for a router
-/// that is merged into another one that has its own (the portal's pages).
+/// Like [`finish_router`] but without the 404/405 fallbacks and metrics,
+/// for a router that is merged into another one that has its own (the
+/// portal's pages).
 pub fn finish_api(router: Router, body_limit: usize) -> Router {
-    router.layer(axum::middleware::map_response(json_errors)).layer(DefaultBodyLimit::max(body_limit)).layer(
-        TraceLayer::new_for_http().make_span_with(
-            |req: &Request| tracing::info_span!("request", method = %req.method(), path = %req.uri().path()),
-        ),
-    )
+    finished(router, Finish { span: true, metrics: false }, body_limit)
 }
 
 /// Like [`finish_router`] without the request span, for hot paths that log
 /// nothing; merge it into a finished router.
 pub fn untraced(router: Router, body_limit: usize) -> Router {
-    router
-        .route_layer(axum::middleware::from_fn(crate::metrics::track))
-        .layer(axum::middleware::map_response(json_errors))
-        .layer(DefaultBodyLimit::max(body_limit))
+    crate::metrics::install();
+    finished(router, Finish { span: false, metrics: true }, body_limit)
+}
+
+/// What finishing does besides turning error answers into JSON.
+#[derive(Debug, Clone, Copy)]
+struct Finish {
+    span: bool,
+    metrics: bool,
+}
+
+/// Applies every finishing step as one hand-written layer: each
+/// `Router::layer` call boxes every route once more, and each boxed level
+/// clones everything beneath it on every request; `from_fn` adds a boxed
+/// future per request besides.
+fn finished(router: Router, how: Finish, body_limit: usize) -> Router {
+    router.layer(FinishLayer { how, limit: DefaultBodyLimit::max(body_limit) })
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FinishLayer {
+    how: Finish,
+    limit: DefaultBodyLimit,
+}
+
+impl<S> tower::Layer<S> for FinishLayer {
+    type Service = FinishService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        FinishService { inner, how: self.how, limit: self.limit }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct FinishService<S> {
+    inner: S,
+    how: Finish,
+    limit: DefaultBodyLimit,
+}
+
+impl<S> tower::Service<Request> for FinishService<S>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>,
+    S::Future: Unpin,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = FinishFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let finishing = Finishing::start(self.how, self.limit, &mut request);
+        let answer = finishing.span.in_scope(|| self.inner.call(request));
+        FinishFuture::Answering { answer, finishing: Some(finishing) }
+    }
+}
+
+enum FinishFuture<F> {
+    Answering {
+        answer: F,
+        finishing: Option<Finishing>,
+    },
+    /// The rare error answer pays for reading its body.
+    Converting(std::pin::Pin<Box<dyn Future<Output = Response> + Send>>),
+}
+
+impl<F> Future for FinishFuture<F>
+where
+    F: Future<Output = Result<Response, std::convert::Infallible>> + Unpin,
+{
+    type Output = Result<Response, std::convert::Infallible>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        loop {
+            let converting = match &mut *self {
+                FinishFuture::Answering { answer, finishing } => {
+                    let polled = match finishing {
+                        Some(f) => f.span.in_scope(|| std::pin::Pin::new(&mut *answer).poll(cx)),
+                        None => std::pin::Pin::new(&mut *answer).poll(cx),
+                    };
+                    let Ok(response) = std::task::ready!(polled);
+                    if !finishing.take().is_some_and(|f| f.end(&response)) {
+                        return std::task::Poll::Ready(Ok(response));
+                    }
+                    Box::pin(json_errors(response))
+                }
+                FinishFuture::Converting(converting) => return converting.as_mut().poll(cx).map(Ok),
+            };
+            *self = FinishFuture::Converting(converting);
+        }
+    }
+}
+
+/// One request between its arrival and its answer.
+struct Finishing {
+    how: Finish,
+    started: Instant,
+    /// The route and method it is counted under.
+    routed: Option<(MatchedPath, axum::http::Method)>,
+    span: tracing::Span,
+}
+
+impl Finishing {
+    fn start(how: Finish, limit: DefaultBodyLimit, request: &mut Request) -> Self {
+        let started = Instant::now();
+        // Only a body still to come needs a limit (for the extractors that
+        // read it); most requests have none.
+        if !axum::body::HttpBody::is_end_stream(request.body()) {
+            limit.apply(request);
+        }
+        // Only routed requests are counted: the 404 fallback has no route to
+        // count them under.
+        let routed = match request.extensions().get::<MatchedPath>() {
+            Some(route) if how.metrics => Some((route.clone(), request.method().clone())),
+            _ => None,
+        };
+        // `&str` fields are kept as they are, and only when the span is
+        // enabled: a disabled span costs a level check, no formatting.
+        let span = if how.span {
+            let span = tracing::info_span!("request", method = request.method().as_str(), path = request.uri().path());
+            tracing::debug!(parent: &span, "started processing request");
+            span
+        } else {
+            tracing::Span::none()
+        };
+        Self { how, started, routed, span }
+    }
+
+    /// Logs and counts the answer; says whether it is an error answer that
+    /// may need a JSON body.
+    fn end(self, response: &Response) -> bool {
+        let latency = self.started.elapsed();
+        let status = response.status();
+        if self.how.span {
+            if status.is_server_error() {
+                tracing::error!(parent: &self.span, status = status.as_u16(), ?latency, "response failed");
+            } else {
+                tracing::debug!(parent: &self.span, status = status.as_u16(), ?latency, "finished processing request");
+            }
+        }
+        if let Some((route, method)) = self.routed {
+            crate::metrics::record(&method, route.as_str(), status, latency);
+        }
+        status.is_client_error() || status.is_server_error()
+    }
+}
+
+/// Calls `service` once (the tests' client).
+#[cfg(test)]
+fn call<S: tower::Service<Request>>(service: &mut S, request: Request) -> S::Future {
+    service.call(request)
 }
 
 /// Marks an error answer that must reach the client exactly as it is (for
@@ -212,31 +351,36 @@ pub const OPEN_PATHS: &[&str] = &["/heartbeat", "/healthz", "/metrics"];
 /// (401 with a JSON error), except the paths in `open`. No token: open.
 pub fn require_token(router: Router, token: Option<String>, open: &'static [&'static str]) -> Router {
     let Some(token) = token else { return router };
-    let token: std::sync::Arc<str> = token.into();
-    router.layer(axum::middleware::from_fn(move |request: Request, next: axum::middleware::Next| {
-        let token = token.clone();
-        async move {
-            if open.contains(&request.uri().path()) || token_matches(request.headers(), &token) {
-                return next.run(request).await;
-            }
-            let mut refused = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-            refused
-                .headers_mut()
-                .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
-            refused
-        }
-    }))
+    let gate = Gate { token: token.into(), open };
+    router.layer(axum::middleware::from_fn_with_state(gate, check_token))
+}
+
+/// What [`check_token`] lets through.
+#[derive(Clone)]
+struct Gate {
+    token: std::sync::Arc<str>,
+    open: &'static [&'static str],
+}
+
+async fn check_token(axum::extract::State(gate): axum::extract::State<Gate>, request: Request, next: Next) -> Response {
+    if token_matches(request.headers(), &gate.token) || gate.open.contains(&request.uri().path()) {
+        return next.run(request).await;
+    }
+    let mut refused = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    refused.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+    refused
 }
 
 /// Whether the request carries `token`, compared in constant time.
 pub fn token_matches(headers: &axum::http::HeaderMap, token: &str) -> bool {
     use subtle::ConstantTimeEq;
+    // The raw bytes: a header that is not text cannot match a token, which
+    // is printable ASCII (see `parse_token`), so there is nothing to decode.
     let given = headers
         .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    given.len() == token.len() && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .unwrap_or_default();
+    given.len() == token.len() && bool::from(given.ct_eq(token.as_bytes()))
 }
 
 /// A short, stable description of why an outbound call failed.
@@ -253,5 +397,92 @@ pub fn describe(e: &reqwest::Error) -> String {
             source = inner.source();
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::{get, post};
+
+    fn app() -> Router {
+        let api = Router::new()
+            .route(
+                "/items/{id}",
+                get(|axum::extract::Path(id): axum::extract::Path<u32>| async move { id.to_string() }),
+            )
+            .route("/echo", post(|body: String| async move { body }));
+        finish_router(api, 16)
+    }
+
+    /// Sends `method uri` with `body` (and the bearer token, when given):
+    /// status, `WWW-Authenticate`, body.
+    async fn send(
+        router: &mut Router,
+        method: &str,
+        uri: &str,
+        body: &str,
+        bearer: Option<&str>,
+    ) -> (StatusCode, bool, String) {
+        let mut request = axum::http::Request::builder().method(method).uri(uri);
+        if let Some(token) = bearer {
+            request = request.header(axum::http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request.body(Body::from(body.to_owned())).expect("a valid request");
+        let Ok(response) = call(router, request).await;
+        let status = response.status();
+        let challenged = response.headers().contains_key(axum::http::header::WWW_AUTHENTICATE);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("the body arrives");
+        (status, challenged, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn answers_pass_untouched_and_errors_get_json_bodies() {
+        let mut app = app();
+        assert_eq!(send(&mut app, "GET", "/items/7", "", None).await, (StatusCode::OK, false, "7".into()));
+        assert_eq!(send(&mut app, "POST", "/echo", "short", None).await, (StatusCode::OK, false, "short".into()));
+        for (method, uri, body, status) in [
+            ("GET", "/items/x", "", StatusCode::BAD_REQUEST),
+            ("POST", "/echo", "far more than sixteen bytes", StatusCode::PAYLOAD_TOO_LARGE),
+            ("GET", "/nowhere", "", StatusCode::NOT_FOUND),
+            ("DELETE", "/items/7", "", StatusCode::METHOD_NOT_ALLOWED),
+        ] {
+            let (answered, _, body) = send(&mut app, method, uri, body, None).await;
+            assert_eq!(answered, status, "{method} {uri}");
+            let error: serde_json::Value = serde_json::from_str(&body).expect("a JSON error");
+            assert!(error["error"].is_string(), "{method} {uri}: {body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn routed_requests_are_counted_by_method_route_and_status() {
+        let mut app = app();
+        send(&mut app, "GET", "/items/1", "", None).await;
+        send(&mut app, "BREW", "/items/1", "", None).await;
+        send(&mut app, "GET", "/unrouted", "", None).await;
+        let (_, _, metrics) = send(&mut app, "GET", "/metrics", "", None).await;
+        for series in [
+            r#"http_requests_total{method="GET",route="/items/{id}",status="200"}"#,
+            r#"http_request_duration_seconds_count{method="GET",route="/items/{id}",status="200"}"#,
+            // Methods no route serves share one label.
+            r#"http_requests_total{method="other",route="/items/{id}",status="405"}"#,
+        ] {
+            assert!(metrics.contains(series), "{series} missing from {metrics}");
+        }
+        assert!(!metrics.contains("/unrouted") && !metrics.contains("BREW"), "{metrics}");
+    }
+
+    #[tokio::test]
+    async fn a_closed_router_answers_only_token_holders_and_open_paths() {
+        let mut app = require_token(app(), Some("s3cret".into()), OPEN_PATHS);
+        for bearer in [None, Some("wrong"), Some("s3cre"), Some("s3cret2")] {
+            let (status, challenged, body) = send(&mut app, "GET", "/items/1", "", bearer).await;
+            assert_eq!((status, challenged), (StatusCode::UNAUTHORIZED, true), "{bearer:?}");
+            assert!(body.contains("bearer token"), "{body}");
+        }
+        assert_eq!(send(&mut app, "GET", "/nowhere", "", None).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(send(&mut app, "GET", "/items/1", "", Some("s3cret")).await.0, StatusCode::OK);
+        assert_eq!(send(&mut app, "GET", "/metrics", "", None).await.0, StatusCode::OK);
     }
 }

@@ -65,9 +65,26 @@ impl LogBuffer {
         }
     }
 
-    /// The tracing layer that fills this buffer.
-    pub fn layer<S: tracing::Subscriber>(&self) -> impl Layer<S> {
-        ShipLayer { buffer: self.clone() }
+    /// The tracing layer that fills this buffer. Its own filter keeps
+    /// callsites below the ship level (sqlx's per-query debug lines, the
+    /// per-request ones) switched off, so they cost nothing when the console
+    /// does not want them either.
+    pub fn layer<S>(&self) -> impl Layer<S>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        let level = match self.inner.min_level {
+            Level::Trace => tracing::Level::TRACE,
+            Level::Debug => tracing::Level::DEBUG,
+            Level::Info => tracing::Level::INFO,
+            Level::Warn => tracing::Level::WARN,
+            Level::Error => tracing::Level::ERROR,
+        };
+        // Events of the HTTP stack itself would feed back into shipping.
+        let quiet = ["hyper", "hyper_util", "reqwest", "h2", "tower", "axum"]
+            .map(|target| (target, tracing_subscriber::filter::LevelFilter::OFF));
+        let filter = tracing_subscriber::filter::Targets::new().with_default(level).with_targets(quiet);
+        ShipLayer { buffer: self.clone() }.with_filter(filter)
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, NewLogRecord)>> {
@@ -266,13 +283,6 @@ impl<S: tracing::Subscriber> Layer<S> for ShipLayer {
             tracing::Level::DEBUG => Level::Debug,
             tracing::Level::TRACE => Level::Trace,
         };
-        // Events of the HTTP stack itself would feed back into shipping.
-        let target = meta.target();
-        if level < self.buffer.inner.min_level
-            || ["hyper", "reqwest", "h2", "tower", "axum"].iter().any(|t| target.starts_with(t))
-        {
-            return;
-        }
         let mut visitor = Fields::default();
         event.record(&mut visitor);
         self.buffer.push(NewLogRecord {

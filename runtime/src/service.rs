@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use gradebook_shared::names;
-use gradebook_shared::registry::{Patch, PushedPatch, Registration};
+use gradebook_shared::registry::{Patch, PushedPatch, Registration, session};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -254,25 +254,49 @@ impl Runtime {
         Ok(())
     }
 
-    /// Holds the session open until the registry or `cancel` ends it.
+    /// Holds the session open until the registry or `cancel` ends it. It is
+    /// asked for upgraded off HTTP, which costs our registry a socket rather
+    /// than an HTTP connection's buffers; any other answer is read as today's
+    /// registries give it (see [`SessionEnd::answered`]).
     async fn hold_session(&self, cancel: &CancellationToken) -> SessionEnd {
         if !self.inner.spec.session {
             cancel.cancelled().await;
             return SessionEnd::Shutdown;
         }
-        let (_keep_open, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
-        let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-        let req = self.inner.session_client.post(self.registry("/sessions")).query(&[("url", self.url())]).body(body);
-        let response = tokio::select! {
-            _ = cancel.cancelled() => return SessionEnd::Shutdown,
-            () = self.unheard_for(self.inner.spec.reregister_after), if self.inner.registry_is_ours.load(Ordering::Relaxed) => {
-                return SessionEnd::Unprobed;
+        let session = async {
+            let request = self
+                .inner
+                .session_client
+                .post(self.registry("/sessions"))
+                .query(&[("url", self.url())])
+                .header(reqwest::header::CONNECTION, "upgrade")
+                .header(reqwest::header::UPGRADE, session::PROTOCOL);
+            let response = match request.send().await {
+                Ok(r) if r.status() == reqwest::StatusCode::SWITCHING_PROTOCOLS => r,
+                Ok(r) => return SessionEnd::answered(r).await,
+                Err(e) => return SessionEnd::Lost(crate::http::describe(&e)),
+            };
+            let mut io = match response.upgrade().await {
+                Ok(io) => io,
+                Err(e) => return SessionEnd::Lost(crate::http::describe(&e)),
+            };
+            // Nothing comes until the end: the registry's last line, if it
+            // ended the session itself.
+            let mut said = Vec::new();
+            let _ =
+                tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::AsyncReadExt::take(&mut io, 64), &mut said).await;
+            match said.as_slice() {
+                session::ENDED => SessionEnd::NotRegistered,
+                session::SHUTDOWN => SessionEnd::Lost("the registry is stopping".into()),
+                _ => SessionEnd::Lost("the session's connection closed".into()),
             }
-            r = req.send() => r,
         };
-        match response {
-            Ok(r) => SessionEnd::answered(r).await,
-            Err(e) => SessionEnd::Lost(crate::http::describe(&e)),
+        tokio::select! {
+            _ = cancel.cancelled() => SessionEnd::Shutdown,
+            () = self.unheard_for(self.inner.spec.reregister_after), if self.inner.registry_is_ours.load(Ordering::Relaxed) => {
+                SessionEnd::Unprobed
+            }
+            end = session => end,
         }
     }
 
@@ -489,10 +513,17 @@ pub async fn serve(
         let _ = registration.await;
         rt.deregister().await;
     };
-    // Handlers may ask who connected (the portal limits sign-ins per address).
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, app).with_graceful_shutdown(graceful);
-    let served = crate::http::drained_within(served.into_future(), &stop, runtime.inner.spec.drain_timeout).await;
+    // The portal's handlers ask who connected (it limits sign-ins per
+    // address); the services' never do, and spare every request carrying it.
+    let drain = runtime.inner.spec.drain_timeout;
+    let served = if runtime.inner.spec.people_facing {
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let served = axum::serve(listener, app).with_graceful_shutdown(graceful);
+        crate::http::drained_within(served.into_future(), &stop, drain).await
+    } else {
+        let served = axum::serve(listener, app).with_graceful_shutdown(graceful);
+        crate::http::drained_within(served.into_future(), &stop, drain).await
+    };
     stop_shipping.cancel();
     if let Some(shipper) = shipper {
         let _ = shipper.await;

@@ -118,3 +118,15 @@ pub struct ServiceStatus {
     #[serde(rename = "Session")]
     pub session: bool,
 }
+
+/// Our registry's sessions (an extension; see the registry's `POST
+/// /sessions`): asked for with `Upgrade: gradebook-session`, then held off
+/// HTTP until one side closes. The registry writes one of these lines before
+/// it closes a session itself.
+pub mod session {
+    pub const PROTOCOL: &str = "gradebook-session";
+    /// The registration is gone or replaced: register again.
+    pub const ENDED: &[u8] = b"ended\n";
+    /// The registry is stopping.
+    pub const SHUTDOWN: &[u8] = b"shutdown\n";
+}

@@ -1,5 +1,5 @@
 //! Grading figures on SQLite: reads and writes beside a bare hello-world
-//! measured in the same run.
+//! measured in the same run (again right before each read figure).
 
 use std::time::Duration;
 
@@ -34,8 +34,11 @@ pub async fn run() -> Vec<Row> {
     );
     wait_listening(&addr, Duration::from_secs(10)).await;
     for (what, path) in [("grading GET /students", "/students"), ("grading GET /students/1", "/students/1")] {
+        // The machine may be shared: each figure is set against a limit
+        // measured right before it, not one from earlier in the run.
+        let limit = wrk(&hello, None);
         let m = wrk(&format!("http://{addr}{path}"), None);
-        rows.push(row(what, format!("{m}, {:.0} % of hello-world", m.rps / limit.rps * 100.0)));
+        rows.push(row(what, format!("{m}, {:.0} % of hello-world ({limit} just before)", m.rps / limit.rps * 100.0)));
     }
     let grade = r#"{"Title":"Bench","Type":"Quiz","Score":80}"#;
     let m = wrk(&format!("http://{addr}/students/2/grades"), Some(("application/json", grade)));

@@ -1,11 +1,13 @@
 //! `make bench`: Gradebook's benchmark suite. Starts real processes of the
 //! release binary on loopback and prints one table of figures.
 //!
-//! Usage: bench [SECTION...]   sections: registry, log, grading, portal (default: all)
+//! Usage: bench [SECTION...]   sections: registry, fleet, log, grading, portal, original (default: all)
 
+mod fleet;
 mod grading;
 mod load;
 mod log;
+mod original;
 mod portal;
 mod registry;
 
@@ -60,11 +62,13 @@ type Section = fn() -> futures::future::BoxFuture<'static, Vec<Row>>;
 async fn main() {
     let wanted: Vec<String> = std::env::args().skip(1).collect();
     let all = wanted.is_empty();
-    let sections: [(&str, Section); 4] = [
+    let sections: [(&str, Section); 6] = [
         ("registry", || Box::pin(registry::run())),
+        ("fleet", || Box::pin(fleet::run())),
         ("log", || Box::pin(log::run())),
         ("grading", || Box::pin(grading::run())),
         ("portal", || Box::pin(portal::run())),
+        ("original", || Box::pin(original::run())),
     ];
     let mut rows = vec![];
     for (name, run) in sections {

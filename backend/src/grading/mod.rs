@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -167,6 +167,8 @@ impl Grading {
 }
 
 pub fn router(state: Grading) -> Router {
+    // Shared behind one pointer: axum clones the state several times a
+    // request, and a clone of `Grading` itself touches every pool's count.
     let api = Router::new()
         .route("/students", get(list_students).post(add_student))
         .route("/students/{id}", get(get_student))
@@ -174,7 +176,7 @@ pub fn router(state: Grading) -> Router {
         .route("/students/{id}/grades/{grade_id}", delete(remove_grade))
         .route("/healthz", get(|| async { "ok" }))
         .merge(crate::accounts::router(state.db.clone()))
-        .with_state(state);
+        .with_state(Arc::new(state));
     finish_router(api, BODY_LIMIT)
 }
 
@@ -198,33 +200,37 @@ pub async fn serve(
     served
 }
 
-async fn list_students(State(g): State<Grading>, request: HeaderMap) -> Result<Response, GradingError> {
+// Reads take the whole request and look at its headers in place: a
+// `HeaderMap` argument would be a copy of them.
+async fn list_students(State(g): State<Arc<Grading>>, request: Request) -> Result<Response, GradingError> {
+    let request = request.headers();
     let cache = &g.cache;
     let Some(generation) = cache.generation() else {
-        return Ok(Answer::new(&g.db.students().await?).respond(&request));
+        return Ok(Answer::new(&g.db.students().await?).respond(request));
     };
     if let Some((at, answer)) = &*cache.list.read().unwrap_or_else(|p| p.into_inner())
         && *at == generation
     {
-        return Ok(answer.clone().respond(&request));
+        return Ok(answer.clone().respond(request));
     }
     let answer = Answer::new(&g.db.students().await?);
     *cache.list.write().unwrap_or_else(|p| p.into_inner()) = Some((generation, answer.clone()));
-    Ok(answer.respond(&request))
+    Ok(answer.respond(request))
 }
 
 async fn get_student(
-    State(g): State<Grading>,
+    State(g): State<Arc<Grading>>,
     Path(id): Path<i64>,
-    request: HeaderMap,
+    request: Request,
 ) -> Result<Response, GradingError> {
+    let request = request.headers();
     let cache = &g.cache;
     let generation = cache.generation();
     if let Some(generation) = generation
         && let Some((at, answer)) = cache.students.read().unwrap_or_else(|p| p.into_inner()).get(&id)
         && *at == generation
     {
-        return Ok(answer.clone().respond(&request));
+        return Ok(answer.clone().respond(request));
     }
     let Some(student) = g.db.student(id).await? else {
         // Clients of the original send no Accept header and read a 404's
@@ -243,11 +249,11 @@ async fn get_student(
         students.retain(|_, (at, _)| *at == generation);
         students.insert(id, (generation, answer.clone()));
     }
-    Ok(answer.respond(&request))
+    Ok(answer.respond(request))
 }
 
 async fn add_grade(
-    State(g): State<Grading>,
+    State(g): State<Arc<Grading>>,
     Path(id): Path<i64>,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<impl IntoResponse, GradingError> {
@@ -262,7 +268,7 @@ async fn add_grade(
 }
 
 async fn add_student(
-    State(g): State<Grading>,
+    State(g): State<Arc<Grading>>,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<impl IntoResponse, GradingError> {
     let new = NewStudent::validate(&body).map_err(GradingError::Invalid)?;
@@ -274,7 +280,7 @@ async fn add_student(
 }
 
 async fn remove_grade(
-    State(g): State<Grading>,
+    State(g): State<Arc<Grading>>,
     Path((id, grade_id)): Path<(i64, i64)>,
 ) -> Result<StatusCode, GradingError> {
     let removed = g.writes.remove_grade(id, grade_id).await;

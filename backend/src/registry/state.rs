@@ -15,7 +15,7 @@ use gradebook_shared::registry::{Patch, PatchEntry, Registration, ServiceStatus}
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::table::{Table, Transition};
+use super::table::{Diff, Table, Transition};
 use super::tasks::{self, Handles};
 use super::{Config, RegistryError};
 
@@ -65,9 +65,17 @@ impl State {
     }
 }
 
+/// What the prober of one registration probes next.
+pub(super) struct ProbeTarget {
+    /// Parsed once per registration, not once per probe.
+    pub heartbeat: Result<reqwest::Url, String>,
+    pub generation: u64,
+    pub delay: Duration,
+}
+
 /// What the deliverer of one registration needs for its next send.
 pub(super) struct PendingPatch {
-    pub patch: Patch,
+    pub patch: Diff,
     /// Its place among everything this registry sends.
     pub seq: u64,
     pub generation: u64,
@@ -177,7 +185,7 @@ impl Registry {
         let providers = state.table.providers_for(&url);
         state.table.answered(&url, generation, &providers);
         state.poke(&url);
-        Ok(Patch { added: providers, removed: vec![] })
+        Ok(Diff { added: providers, removed: vec![] }.to_patch())
     }
 
     pub fn deregister(&self, url: &str) -> Result<(), RegistryError> {
@@ -210,10 +218,10 @@ impl Registry {
         Ok((generation, ended))
     }
 
-    /// A session of `url` closed without a deregistration: probe it now.
-    pub(super) fn session_lost(&self, url: &str, generation: u64) {
+    /// A session of `url` closed (see [`Table::session_closed`]).
+    pub(super) fn session_closed(&self, url: &str, generation: u64, lost: bool) {
         let state = &mut *self.state();
-        if state.table.session_lost(url, generation) {
+        if state.table.session_closed(url, generation, lost) {
             tracing::debug!(%url, "session lost: probing now");
             if let Some(h) = state.tasks.get(url) {
                 h.probe_now.notify_one();
@@ -221,20 +229,36 @@ impl Registry {
         }
     }
 
-    /// How long the prober of `url` waits, or None when it should stop.
-    pub(super) fn next_probe_delay(&self, url: &str) -> Option<Duration> {
-        self.state().table.next_probe_delay(url)
+    /// What to probe for `url`, for which registration of it, and how long
+    /// to wait first; None when it is gone.
+    pub(super) fn probe_target(&self, url: &str) -> Option<ProbeTarget> {
+        let state = self.state();
+        let e = state.table.get(url)?;
+        Some(ProbeTarget {
+            heartbeat: reqwest::Url::parse(e.heartbeat_url()).map_err(|e| e.to_string()),
+            generation: e.generation,
+            delay: state.table.next_probe_delay(url)?,
+        })
     }
 
-    /// What to probe for `url`, and for which registration of it.
-    pub(super) fn probe_target(&self, url: &str) -> Option<(String, u64)> {
-        self.state().table.get(url).map(|e| (e.heartbeat_url().to_owned(), e.generation))
-    }
-
-    /// Records a probe and acts on the change it causes.
-    pub(super) fn probe_result(&self, url: &str, generation: u64, outcome: Result<Duration, String>) {
+    /// Records a probe, acts on the change it causes, and says when to probe
+    /// next and for which registration (None when `url` is gone): one lock
+    /// per probe.
+    pub(super) fn probe_result(
+        &self,
+        url: &str,
+        generation: u64,
+        outcome: Result<Duration, String>,
+    ) -> Option<(Duration, u64)> {
         let mut state = self.state();
-        let Some(transition) = state.table.probe_result(url, generation, outcome, Instant::now()) else { return };
+        if let Some(transition) = state.table.probe_result(url, generation, outcome, Instant::now()) {
+            self.transition(&mut state, url, transition);
+        }
+        let e = state.table.get(url)?;
+        Some((state.table.next_probe_delay(url)?, e.generation))
+    }
+
+    fn transition(&self, state: &mut State, url: &str, transition: Transition) {
         match transition {
             Transition::Removed { name, cause, silent_for } => {
                 tracing::warn!(service = %name, %url, %cause, "removed: service is critical");

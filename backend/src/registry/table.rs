@@ -6,9 +6,15 @@
 //! know (the passing providers of what it requires) and what it *has been
 //! told*. That makes delivery self-healing: a failed or reordered send is
 //! repaired by the next diff, and a dependent can never be left holding a dead
-//! provider or missing a live one once things settle.
+//! provider or missing a live one once things settle. It also coalesces: every
+//! change waiting for one dependent goes out as one patch.
+//!
+//! Providers are held once, behind an `Arc`, and shared by every dependent's
+//! record of what it was told: a name of 100 instances told to 100 dependents
+//! costs 10,000 pointers, not 10,000 copies of two strings.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use gradebook_runtime::time::rfc3339;
@@ -33,6 +39,11 @@ pub struct Policy {
     /// After start, removals of providers the registry has not heard of yet
     /// are held back this long, so its own empty state is never pushed.
     pub warmup: Duration,
+    /// Time between probes of a healthy service that holds a session. Its
+    /// crash is reported by the session at once, so probes only have to
+    /// catch a hang, and can come less often (never more often than
+    /// `interval`).
+    pub session_interval: Duration,
 }
 
 impl Policy {
@@ -45,6 +56,7 @@ impl Policy {
         recovery_threshold: 2,
         retention: Duration::from_secs(60),
         warmup: Duration::from_secs(2),
+        session_interval: Duration::from_secs(2),
     };
 }
 
@@ -54,9 +66,32 @@ impl Default for Policy {
     }
 }
 
+/// A provider as the table holds it (see the module header).
+pub type Provider = Arc<PatchEntry>;
+
+/// A patch before it goes on the wire.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Diff {
+    pub added: Vec<Provider>,
+    pub removed: Vec<Provider>,
+}
+
+impl Diff {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+
+    pub fn to_patch(&self) -> Patch {
+        let copy = |v: &[Provider]| v.iter().map(|p| PatchEntry::clone(p)).collect();
+        Patch { added: copy(&self.added), removed: copy(&self.removed) }
+    }
+}
+
 #[derive(Debug)]
 pub struct Entry {
     pub reg: Registration,
+    /// This registration as a provider, shared with every dependent told of it.
+    me: Provider,
     /// Bumped by every registration of this URL, so results of work started
     /// for an earlier registration are recognised and dropped.
     pub generation: u64,
@@ -80,13 +115,21 @@ pub struct Entry {
 #[derive(Debug, Default)]
 struct Told {
     /// The providers it holds, as far as we know for sure.
-    believed: BTreeSet<PatchEntry>,
-    /// False after a delivery whose outcome is unknown; the next patch then
-    /// restates everything it should hold.
+    believed: BTreeSet<Provider>,
+    /// False after a delivery whose outcome is unknown (or an answer that
+    /// handed out more); the next patch then restates everything it should
+    /// hold.
     certain: bool,
-    /// Every provider it may hold: what it holds plus anything sent whose
-    /// delivery is uncertain. Removals are computed against this.
-    possibly: BTreeSet<PatchEntry>,
+    /// Providers sent or handed out whose arrival is unknown: it may hold
+    /// them besides `believed`. Removals are computed against both. Empty
+    /// whenever `certain`.
+    maybe: BTreeSet<Provider>,
+}
+
+impl Told {
+    fn possibly(&self) -> impl Iterator<Item = &Provider> {
+        self.believed.union(&self.maybe)
+    }
 }
 
 /// A change in whether a service is handed out, with why.
@@ -119,6 +162,9 @@ pub struct Table {
     pub policy: Policy,
     started: Instant,
     next_generation: u64,
+    /// How many entries are critical, kept with every change of state so
+    /// the gauges never need a scan of the table.
+    critical: usize,
 }
 
 /// What a registration changed.
@@ -140,6 +186,16 @@ impl Table {
             policy,
             started: now,
             next_generation: 1,
+            critical: 0,
+        }
+    }
+
+    /// The table's own copy of `p` when it is a current registration, so
+    /// that what dependents were told shares it.
+    fn intern(&self, p: &PatchEntry) -> Provider {
+        match self.entries.get(&p.url) {
+            Some(e) if *e.me == *p => e.me.clone(),
+            _ => Arc::new(p.clone()),
         }
     }
 
@@ -172,6 +228,9 @@ impl Table {
     fn remove(&mut self, url: &str) -> Option<Entry> {
         let entry = self.entries.remove(url)?;
         self.unindex(&entry.reg);
+        if entry.state == HealthState::Critical {
+            self.critical -= 1;
+        }
         Some(entry)
     }
 
@@ -186,9 +245,9 @@ impl Table {
         let url = reg.service_url.clone();
         let required = reg.required_services.clone();
         // What it already holds: only what it requires can ever be diffed away.
-        let known: BTreeSet<PatchEntry> =
-            reg.known_providers.iter().filter(|p| required.contains(&p.name)).cloned().collect();
-        let told = Told { believed: known.clone(), certain: true, possibly: known };
+        let known: BTreeSet<Provider> =
+            reg.known_providers.iter().filter(|p| required.contains(&p.name)).map(|p| self.intern(p)).collect();
+        let told = Told { believed: known, certain: true, maybe: BTreeSet::new() };
         let mut changed_names = vec![reg.service_name.clone()];
         if let Some(old) = self.entries.get(&url).map(|e| e.reg.clone()) {
             self.unindex(&old);
@@ -198,6 +257,10 @@ impl Table {
             Some(e) => {
                 if e.reg.service_name != reg.service_name {
                     changed_names.push(e.reg.service_name.clone());
+                    e.me = Arc::new(PatchEntry::new(&reg.service_name, &url));
+                }
+                if e.state == HealthState::Critical {
+                    self.critical -= 1;
                 }
                 e.reg = reg;
                 e.generation = generation;
@@ -206,6 +269,8 @@ impl Table {
                 e.failures = 0;
                 e.successes = 0;
                 e.suspect = false;
+                // Its sessions were ended with the registration they belonged to.
+                e.sessions = 0;
                 e.last_ok = now;
                 e.registered_at = SystemTime::now();
                 e.told = told;
@@ -213,8 +278,9 @@ impl Table {
             }
             None => {
                 self.entries.insert(
-                    url,
+                    url.clone(),
                     Entry {
+                        me: Arc::new(PatchEntry::new(&reg.service_name, url)),
                         reg,
                         generation,
                         state: HealthState::Passing,
@@ -243,11 +309,12 @@ impl Table {
 
     /// Passing providers of `name`, in a stable order.
     pub fn providers(&self, name: &str) -> Vec<PatchEntry> {
-        let Some(urls) = self.by_name.get(name) else { return vec![] };
-        urls.iter()
-            .filter(|url| self.entries.get(*url).is_some_and(|e| e.state == HealthState::Passing))
-            .map(|url| PatchEntry::new(name, url.clone()))
-            .collect()
+        self.passing(name).map(|p| PatchEntry::clone(p)).collect()
+    }
+
+    fn passing<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a Provider> {
+        let urls = self.by_name.get(name).into_iter().flatten();
+        urls.filter_map(|url| self.entries.get(url)).filter(|e| e.state == HealthState::Passing).map(|e| &e.me)
     }
 
     /// URLs of the registrations that require `name` and can be sent patches.
@@ -264,8 +331,8 @@ impl Table {
             .collect()
     }
 
-    fn desired(&self, dependent: &Entry) -> BTreeSet<PatchEntry> {
-        dependent.reg.required_services.iter().flat_map(|name| self.providers(name)).collect()
+    fn desired(&self, dependent: &Entry) -> BTreeSet<Provider> {
+        dependent.reg.required_services.iter().flat_map(|name| self.passing(name)).cloned().collect()
     }
 
     fn warming_up(&self, now: Instant) -> bool {
@@ -274,66 +341,66 @@ impl Table {
 
     /// The patch `url` needs next (None when it is up to date or unknown),
     /// with the generation it was computed for.
-    pub fn next_patch(&self, url: &str, now: Instant) -> Option<(Patch, u64)> {
+    pub fn next_patch(&self, url: &str, now: Instant) -> Option<(Diff, u64)> {
         let e = self.entries.get(url)?;
         if e.reg.service_update_url.is_empty() {
             return None;
         }
         let desired = self.desired(e);
-        let added: Vec<PatchEntry> = if e.told.certain {
+        let added: Vec<Provider> = if e.told.certain {
             desired.difference(&e.told.believed).cloned().collect()
         } else {
             desired.iter().cloned().collect()
         };
         let warming_up = self.warming_up(now);
-        let removed: Vec<PatchEntry> = e
+        let removed: Vec<Provider> = e
             .told
-            .possibly
-            .difference(&desired)
+            .possibly()
+            .filter(|p| !desired.contains(*p))
             // While warming up, a provider we have never heard of is more
             // likely not re-registered yet than dead: keep it for now.
             .filter(|p| !warming_up || self.entries.contains_key(&p.url))
             .cloned()
             .collect();
-        let patch = Patch { added, removed };
-        (!patch.is_empty()).then_some((patch, e.generation))
+        let diff = Diff { added, removed };
+        (!diff.is_empty()).then_some((diff, e.generation))
     }
 
-    /// `patch` reached `url`.
-    pub fn delivered(&mut self, url: &str, generation: u64, patch: &Patch) {
+    /// `diff` reached `url`.
+    pub fn delivered(&mut self, url: &str, generation: u64, diff: &Diff) {
         let Some(e) = self.entries.get_mut(url).filter(|e| e.generation == generation) else { return };
         let told = &mut e.told;
         if !told.certain {
-            told.believed = told.possibly.clone();
+            told.believed.append(&mut told.maybe);
             told.certain = true;
         }
-        for p in &patch.removed {
+        for p in &diff.removed {
             told.believed.remove(p);
         }
-        told.believed.extend(patch.added.iter().cloned());
-        told.possibly = told.believed.clone();
+        told.believed.extend(diff.added.iter().cloned());
     }
 
-    /// `patch` may or may not have reached `url`.
-    pub fn delivery_failed(&mut self, url: &str, generation: u64, patch: &Patch) {
+    /// `diff` may or may not have reached `url`.
+    pub fn delivery_failed(&mut self, url: &str, generation: u64, diff: &Diff) {
         let Some(e) = self.entries.get_mut(url).filter(|e| e.generation == generation) else { return };
         e.told.certain = false;
-        e.told.possibly.extend(patch.added.iter().cloned());
+        e.told.maybe.extend(diff.added.iter().cloned());
     }
 
     /// The registration answer carries the providers too: the dependent may
     /// hold them from there even when no patch got through.
-    pub fn answered(&mut self, url: &str, generation: u64, providers: &[PatchEntry]) {
+    pub fn answered(&mut self, url: &str, generation: u64, providers: &[Provider]) {
         let Some(e) = self.entries.get_mut(url).filter(|e| e.generation == generation) else { return };
-        let extra: Vec<_> = providers.iter().filter(|p| !e.told.believed.contains(*p)).cloned().collect();
+        let told = &mut e.told;
+        let extra: Vec<_> = providers.iter().filter(|p| !told.believed.contains(*p)).cloned().collect();
         if !extra.is_empty() {
-            e.told.certain = false;
-            e.told.possibly.extend(extra);
+            told.certain = false;
+            told.maybe.extend(extra);
         }
     }
 
     /// The snapshot that answers a registration.
-    pub fn providers_for(&self, url: &str) -> Vec<PatchEntry> {
+    pub fn providers_for(&self, url: &str) -> Vec<Provider> {
         self.entries.get(url).map(|e| self.desired(e).into_iter().collect()).unwrap_or_default()
     }
 
@@ -344,7 +411,13 @@ impl Table {
             HealthState::Passing => e.failures > 0 || e.suspect,
             HealthState::Critical => e.successes > 0,
         };
-        Some(if confirming { self.policy.retry_interval } else { self.policy.interval })
+        Some(if confirming {
+            self.policy.retry_interval
+        } else if e.sessions > 0 && e.state == HealthState::Passing {
+            self.policy.interval.max(self.policy.session_interval)
+        } else {
+            self.policy.interval
+        })
     }
 
     pub fn session_opened(&mut self, url: &str) {
@@ -353,19 +426,16 @@ impl Table {
         }
     }
 
-    /// Its session connection closed: the service may have crashed. Returns
-    /// true when the entry exists (and should be probed right away).
-    pub fn session_lost(&mut self, url: &str, generation: u64) -> bool {
-        match self.entries.get_mut(url) {
-            Some(e) => {
-                e.sessions = e.sessions.saturating_sub(1);
-                if e.generation == generation && e.sessions == 0 {
-                    e.suspect = true;
-                }
-                true
-            }
-            None => false,
-        }
+    /// A session of registration `generation` closed; `lost` when its
+    /// connection dropped (the service may have crashed) rather than being
+    /// ended by us. Returns true when the service should be probed at once.
+    /// Sessions of a registration since replaced were ended with it and no
+    /// longer count.
+    pub fn session_closed(&mut self, url: &str, generation: u64, lost: bool) -> bool {
+        let Some(e) = self.entries.get_mut(url).filter(|e| e.generation == generation) else { return false };
+        e.sessions = e.sessions.saturating_sub(1);
+        e.suspect |= lost && e.sessions == 0;
+        e.suspect
     }
 
     /// Records a probe of `url`, returning the change it causes, if any.
@@ -379,7 +449,6 @@ impl Table {
         let policy = &self.policy;
         let e = self.entries.get_mut(url).filter(|e| e.generation == generation)?;
         e.last_probe = Some((SystemTime::now(), now));
-        let name = e.reg.service_name.clone();
         match outcome {
             Ok(latency) => {
                 e.latency = Some(latency);
@@ -393,7 +462,8 @@ impl Table {
                         e.state = HealthState::Passing;
                         e.critical_since = None;
                         e.successes = 0;
-                        return Some(Transition::Recovered { name });
+                        self.critical -= 1;
+                        return Some(Transition::Recovered { name: e.reg.service_name.clone() });
                     }
                 }
                 None
@@ -413,11 +483,14 @@ impl Table {
                         e.state = HealthState::Critical;
                         e.critical_since = Some(now);
                         e.suspect = false;
+                        self.critical += 1;
+                        let name = e.reg.service_name.clone();
                         Some(Transition::Removed { name, cause, silent_for: now.duration_since(e.last_ok) })
                     }
                     HealthState::Critical
                         if e.critical_since.is_some_and(|t| now.duration_since(t) >= policy.retention) =>
                     {
+                        let name = e.reg.service_name.clone();
                         self.remove(url);
                         Some(Transition::Forgotten { name })
                     }
@@ -429,8 +502,7 @@ impl Table {
 
     /// How many registrations are passing and critical.
     pub fn counts(&self) -> (usize, usize) {
-        let passing = self.entries.values().filter(|e| e.state == HealthState::Passing).count();
-        (passing, self.entries.len() - passing)
+        (self.entries.len() - self.critical, self.critical)
     }
 
     /// Every registration, for `GET /services`, ordered by name then URL.
@@ -509,9 +581,9 @@ mod tests {
     }
 
     fn deliver(t: &mut Table, url: &str, now: Instant) -> Option<Patch> {
-        let (patch, generation) = t.next_patch(url, now)?;
-        t.delivered(url, generation, &patch);
-        Some(patch)
+        let (diff, generation) = t.next_patch(url, now)?;
+        t.delivered(url, generation, &diff);
+        Some(diff.to_patch())
     }
 
     #[tokio::test(start_paused = true)]
@@ -538,7 +610,7 @@ mod tests {
         let (mut t, now) = settled();
         let generation = t.get("http://log").unwrap().generation;
         t.session_opened("http://log");
-        assert!(t.session_lost("http://log", generation));
+        assert!(t.session_closed("http://log", generation, true));
         assert_eq!(t.next_probe_delay("http://log"), Some(t.policy.retry_interval));
         assert!(matches!(fail(&mut t, "http://log", now), Some(Transition::Removed { .. })));
     }
@@ -548,7 +620,7 @@ mod tests {
         let (mut t, now) = settled();
         let generation = t.get("http://log").unwrap().generation;
         t.session_opened("http://log");
-        t.session_lost("http://log", generation);
+        t.session_closed("http://log", generation, true);
         assert_eq!(pass(&mut t, "http://log", now), None);
         assert_eq!(fail(&mut t, "http://log", now), None, "the suspicion ended with the good probe");
         assert_eq!(t.providers("LogService").len(), 1);
@@ -584,8 +656,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_failed_delivery_is_repaired_by_the_next_one() {
         let (mut t, now) = settled();
-        let (patch, generation) = t.next_patch("http://grading", now).unwrap();
-        t.delivery_failed("http://grading", generation, &patch);
+        let (diff, generation) = t.next_patch("http://grading", now).unwrap();
+        t.delivery_failed("http://grading", generation, &diff);
         // The provider dies before the retry: the dependent may hold it, so
         // the retry must remove it rather than send nothing.
         for _ in 0..3 {
@@ -655,5 +727,79 @@ mod tests {
         assert_eq!(t.next_patch("http://grading", start), None, "log-a is already known");
         let after = start + t.policy.warmup;
         assert_eq!(deliver(&mut t, "http://grading", after).unwrap().removed, vec![log("http://log-b")]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_counts_follow_every_change_of_state() {
+        let (mut t, now) = settled();
+        assert_eq!(t.counts(), (2, 0));
+        for _ in 0..3 {
+            fail(&mut t, "http://log", now);
+        }
+        assert_eq!(t.counts(), (1, 1));
+        t.register(reg("LogService", "http://log", &[]));
+        assert_eq!(t.counts(), (2, 0), "registering again makes it passing");
+        for _ in 0..3 {
+            fail(&mut t, "http://grading", now);
+        }
+        t.deregister("http://grading");
+        assert_eq!(t.counts(), (1, 0), "a critical entry deregistered is no longer counted");
+        for _ in 0..3 {
+            fail(&mut t, "http://log", now);
+        }
+        pass(&mut t, "http://log", now);
+        pass(&mut t, "http://log", now);
+        assert_eq!(t.counts(), (1, 0), "recovered");
+        for _ in 0..3 {
+            fail(&mut t, "http://log", now);
+        }
+        let later = now + t.policy.retention;
+        fail(&mut t, "http://log", later);
+        assert_eq!(t.counts(), (0, 0), "forgotten");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_holding_a_session_is_probed_less_often_until_the_session_drops() {
+        let (mut t, now) = settled();
+        assert_eq!(t.next_probe_delay("http://log"), Some(t.policy.interval));
+        t.session_opened("http://log");
+        assert_eq!(t.next_probe_delay("http://log"), Some(t.policy.session_interval));
+        fail(&mut t, "http://log", now);
+        assert_eq!(t.next_probe_delay("http://log"), Some(t.policy.retry_interval), "a failure is confirmed quickly");
+        pass(&mut t, "http://log", now);
+        let generation = t.get("http://log").unwrap().generation;
+        t.session_closed("http://log", generation, true);
+        assert_eq!(t.next_probe_delay("http://log"), Some(t.policy.retry_interval));
+        pass(&mut t, "http://log", now);
+        assert_eq!(t.next_probe_delay("http://log"), Some(t.policy.interval));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_ended_by_a_new_registration_no_longer_counts_so_the_next_one_lost_is_noticed() {
+        let (mut t, _) = settled();
+        let first = t.get("http://log").unwrap().generation;
+        t.session_opened("http://log");
+        // It registers again (its session was ended by us), then holds a new one.
+        t.register(reg("LogService", "http://log", &[]));
+        let second = t.get("http://log").unwrap().generation;
+        t.session_opened("http://log");
+        assert!(!t.session_closed("http://log", first, false), "the old session closing changes nothing");
+        assert!(t.session_closed("http://log", second, true), "the crash drops the only session: probe now");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_dependent_told_of_a_provider_shares_the_tables_copy() {
+        let (mut t, now) = settled();
+        t.register(reg("GradingService", "http://grading-2", &["LogService"]));
+        let mut known = reg("GradingService", "http://grading-3", &["LogService"]);
+        known.known_providers = vec![log("http://log")];
+        t.register(known);
+        deliver(&mut t, "http://grading", now);
+        deliver(&mut t, "http://grading-2", now);
+        let me = &t.get("http://log").unwrap().me;
+        for url in ["http://grading", "http://grading-2", "http://grading-3"] {
+            let told = &t.get(url).unwrap().told.believed;
+            assert!(told.iter().all(|p| Arc::ptr_eq(p, me)), "{url} holds its own copy");
+        }
     }
 }

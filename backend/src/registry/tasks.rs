@@ -70,7 +70,7 @@ pub(super) async fn deliver(registry: &Registry, url: &str) -> Delivery {
         .client()
         .post(&pending.update_url)
         .timeout(registry.config().patch_timeout)
-        .json(&PushedPatch { patch: pending.patch.clone(), seq: Some(pending.seq) })
+        .json(&PushedPatch { patch: pending.patch.to_patch(), seq: Some(pending.seq) })
         .send()
         .await;
     match result {
@@ -126,39 +126,71 @@ async fn deliverer(registry: Registry, url: String, cancel: CancellationToken, w
     }
 }
 
+/// The probe metrics, looked up once: with 10,000 services probed every
+/// second, a lookup by name and labels per probe would show.
+struct ProbeMetrics {
+    ok: metrics::Counter,
+    failed: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+impl ProbeMetrics {
+    fn get() -> &'static ProbeMetrics {
+        static METRICS: std::sync::OnceLock<ProbeMetrics> = std::sync::OnceLock::new();
+        METRICS.get_or_init(|| {
+            // The recorder must exist before handles are taken from it.
+            gradebook_runtime::metrics::install();
+            ProbeMetrics {
+                ok: metrics::counter!("gradebook_registry_probes_total", "outcome" => "ok"),
+                failed: metrics::counter!("gradebook_registry_probes_total", "outcome" => "failed"),
+                duration: metrics::histogram!("gradebook_registry_probe_duration_seconds"),
+            }
+        })
+    }
+}
+
 async fn prober(registry: Registry, url: String, cancel: CancellationToken, probe_now: Arc<Notify>) {
     let timeout = registry.config().policy.timeout;
+    let metrics = ProbeMetrics::get();
+    let Some(mut target) = registry.probe_target(&url) else { return };
     loop {
-        let Some(delay) = registry.next_probe_delay(&url) else { return };
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
+            _ = tokio::time::sleep(target.delay) => {}
             _ = probe_now.notified() => {}
         }
-        let Some((heartbeat, generation)) = registry.probe_target(&url) else { return };
         let started = Instant::now();
-        let outcome = tokio::select! {
-            _ = cancel.cancelled() => return,
-            outcome = probe(registry.client(), &heartbeat, timeout) => outcome,
+        let outcome = match &target.heartbeat {
+            Ok(heartbeat) => tokio::select! {
+                _ = cancel.cancelled() => return,
+                outcome = probe(registry.client(), heartbeat, timeout) => outcome,
+            },
+            Err(why) => Err(format!("heartbeat URL does not parse: {why}")),
         };
         let outcome = outcome.map(|()| started.elapsed());
         match &outcome {
             Ok(latency) => {
-                metrics::histogram!("gradebook_registry_probe_duration_seconds").record(latency.as_secs_f64());
-                metrics::counter!("gradebook_registry_probes_total", "outcome" => "ok").increment(1);
+                metrics.duration.record(latency.as_secs_f64());
+                metrics.ok.increment(1);
             }
-            Err(_) => metrics::counter!("gradebook_registry_probes_total", "outcome" => "failed").increment(1),
+            Err(_) => metrics.failed.increment(1),
         }
-        registry.probe_result(&url, generation, outcome);
+        let Some((delay, generation)) = registry.probe_result(&url, target.generation, outcome) else { return };
+        target.delay = delay;
+        if generation != target.generation {
+            // Registered again (perhaps with a new heartbeat URL).
+            let Some(fresh) = registry.probe_target(&url) else { return };
+            target = fresh;
+        }
     }
 }
 
 /// Most of a heartbeat answer the registry reads.
 const PROBE_BODY_LIMIT: usize = 64 * 1024;
 
-async fn probe(client: &reqwest::Client, url: &str, timeout: Duration) -> Result<(), String> {
+async fn probe(client: &reqwest::Client, url: &reqwest::Url, timeout: Duration) -> Result<(), String> {
     let describe = |e: reqwest::Error| gradebook_runtime::http::describe(&e);
-    let mut response = client.get(url).timeout(timeout).send().await.map_err(describe)?;
+    let mut response = client.get(url.clone()).timeout(timeout).send().await.map_err(describe)?;
     let status = response.status();
     // Reading the (tiny) body lets the connection go back to the pool; a
     // huge or endless one is cut off (and its connection dropped).
