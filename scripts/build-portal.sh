@@ -21,10 +21,10 @@ timed() { local started=$SECONDS; "$@"; step "  done in $((SECONDS - started)) s
 # One cargo invocation for both servers: they share about 60 crates (tokio,
 # hyper, axum, serde…), which two invocations would compile twice, each
 # with its own set of features.
-step "services and portal server (cargo build --release; ~6 min on 2 cores from cold)"
+step "services and portal server (cargo build --release; ~5 min on 2 cores from cold)"
 timed cargo build --release --bin gradebook --bin gradebook-portal --features gradebook-frontend/ssr
 
-step "portal client (wasm, profile wasm-release; ~2 min from cold)"
+step "portal client (wasm, profile wasm-release; ~1.5 min from cold)"
 timed cargo build --profile wasm-release --target wasm32-unknown-unknown \
   -p gradebook-frontend --lib --no-default-features --features hydrate
 

@@ -40,7 +40,7 @@ cargo_tool() { # cargo_tool BIN VERSION CRATE MINUTES [install flags...]
 
 run() {
   rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-  cargo_tool wasm-bindgen "$WASM_BINDGEN_VERSION" wasm-bindgen-cli 5
+  cargo_tool wasm-bindgen "$WASM_BINDGEN_VERSION" wasm-bindgen-cli 2
   # Release wasm-opt from npm's binaryen: Debian's binaryen 108 breaks hydration.
   if [ ! -x tools/node_modules/.bin/wasm-opt ]; then
     log "npm install (binaryen, playwright-core; under a minute)"
