@@ -237,7 +237,7 @@ impl Registry {
         Some(ProbeTarget {
             heartbeat: reqwest::Url::parse(e.heartbeat_url()).map_err(|e| e.to_string()),
             generation: e.generation,
-            delay: state.table.next_probe_delay(url)?,
+            delay: state.table.probe_delay(e),
         })
     }
 
@@ -255,7 +255,7 @@ impl Registry {
             self.transition(&mut state, url, transition);
         }
         let e = state.table.get(url)?;
-        Some((state.table.next_probe_delay(url)?, e.generation))
+        Some((state.table.probe_delay(e), e.generation))
     }
 
     fn transition(&self, state: &mut State, url: &str, transition: Transition) {

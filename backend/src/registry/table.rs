@@ -404,20 +404,26 @@ impl Table {
         self.entries.get(url).map(|e| self.desired(e).into_iter().collect()).unwrap_or_default()
     }
 
-    /// How long the prober of `url` waits before its next probe.
+    /// How long the prober of `url` waits before its next probe (the tests'
+    /// view of [`Table::probe_delay`]).
+    #[cfg(test)]
     pub fn next_probe_delay(&self, url: &str) -> Option<Duration> {
-        let e = self.entries.get(url)?;
+        self.entries.get(url).map(|e| self.probe_delay(e))
+    }
+
+    /// How long the prober of `e` waits before its next probe.
+    pub fn probe_delay(&self, e: &Entry) -> Duration {
         let confirming = match e.state {
             HealthState::Passing => e.failures > 0 || e.suspect,
             HealthState::Critical => e.successes > 0,
         };
-        Some(if confirming {
+        if confirming {
             self.policy.retry_interval
         } else if e.sessions > 0 && e.state == HealthState::Passing {
             self.policy.interval.max(self.policy.session_interval)
         } else {
             self.policy.interval
-        })
+        }
     }
 
     pub fn session_opened(&mut self, url: &str) {
