@@ -462,3 +462,99 @@ async fn grading_is_discovered_through_the_registry_and_ships_its_logs() {
     })
     .await;
 }
+
+/// A subscription to grading's change feed over a bare socket, as the
+/// portal holds it.
+struct Subscriber {
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>>,
+    write: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Subscriber {
+    async fn subscribe(base: &str) -> Subscriber {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let addr = base.trim_start_matches("http://");
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("grading listens");
+        let (read, mut write) = stream.into_split();
+        let ask = format!(
+            "GET /changes HTTP/1.1\r\nHost: {addr}\r\nConnection: upgrade\r\nUpgrade: gradebook-changes\r\n\r\n"
+        );
+        write.write_all(ask.as_bytes()).await.expect("sent");
+        let mut lines = tokio::io::BufReader::new(read).lines();
+        let status = lines.next_line().await.expect("an answer").expect("a status line");
+        assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+        while !lines.next_line().await.expect("headers").expect("headers end").is_empty() {}
+        Subscriber { lines, write }
+    }
+
+    async fn next(&mut self) -> Option<gradebook_shared::grading::changes::Line> {
+        let line = tokio::time::timeout(LIMIT, self.lines.next_line()).await.expect("a line in time").ok()??;
+        gradebook_shared::grading::changes::Line::parse(line.as_bytes())
+    }
+
+    async fn changed(&mut self) -> u64 {
+        match self.next().await {
+            Some(gradebook_shared::grading::changes::Line::Changed(n)) => n,
+            other => panic!("expected a change, got {other:?}"),
+        }
+    }
+
+    async fn ack(&mut self, n: u64) {
+        use tokio::io::AsyncWriteExt;
+        let line = gradebook_shared::grading::changes::Line::Ack(n).to_bytes();
+        self.write.write_all(&line).await.expect("grading reads");
+    }
+}
+
+#[tokio::test]
+async fn a_write_is_answered_only_once_the_change_feed_subscriber_has_acknowledged_it() {
+    let app = spawn_app().await;
+    let mut portal = Subscriber::subscribe(&app.api.base).await;
+    let first = portal.changed().await;
+    portal.ack(first).await;
+
+    let base = app.api.base.clone();
+    let write = tokio::spawn(async move {
+        Api::new(&base).add_grade(3, json!({"Title": "Told first", "Type": "Quiz", "Score": 64})).await.status()
+    });
+
+    let change = portal.changed().await;
+    assert!(change > first);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!write.is_finished(), "answered before the subscriber heard of it");
+    portal.ack(change).await;
+    let status = tokio::time::timeout(Duration::from_millis(400), write).await.expect("answered once acknowledged");
+    assert_eq!(status.expect("no panic"), 201);
+}
+
+#[tokio::test]
+async fn a_subscriber_that_never_acknowledges_holds_writes_up_only_briefly_and_is_cut_off() {
+    let app = spawn_app().await;
+    let mut portal = Subscriber::subscribe(&app.api.base).await;
+    portal.changed().await;
+
+    let started = std::time::Instant::now();
+    let r = app.api.add_grade(3, json!({"Title": "Unheard", "Type": "Quiz", "Score": 10})).await;
+
+    assert_eq!(r.status(), 201);
+    let waited = started.elapsed();
+    let limit = gradebook_shared::grading::changes::ACK_LIMIT;
+    assert!(waited >= limit && waited < limit * 3, "waited {waited:?}");
+    portal.changed().await;
+    assert_eq!(portal.next().await, None, "cut off");
+    let started = std::time::Instant::now();
+    let r = app.api.add_grade(3, json!({"Title": "Unheld", "Type": "Quiz", "Score": 11})).await;
+    assert_eq!(r.status(), 201);
+    assert!(started.elapsed() < limit, "a subscriber cut off is not waited for again");
+}
+
+#[tokio::test]
+async fn the_change_feed_must_be_asked_for_as_an_upgrade() {
+    let app = spawn_app().await;
+
+    let r = app.api.client.get(format!("{}/changes", app.api.base)).send().await.unwrap();
+
+    assert_eq!(r.status(), 426);
+    let error: Value = r.json().await.unwrap();
+    assert!(error["error"].as_str().unwrap().contains("Upgrade: gradebook-changes"), "{error}");
+}

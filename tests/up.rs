@@ -299,6 +299,7 @@ async fn with_a_cluster_token_every_endpoint_of_every_service_refuses_a_caller_w
         ("POST", format!("{grading}/students/1/grades"), Some(grade.clone())),
         ("POST", format!("{grading}/students"), Some(json(serde_json::json!({"FirstName": "A", "LastName": "B"})))),
         ("DELETE", format!("{grading}/students/1/grades/1"), None),
+        ("GET", format!("{grading}/changes"), None),
         ("POST", format!("{grading}/registry/update"), Some(patch.clone())),
         (
             "POST",

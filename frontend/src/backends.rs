@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Security;
 use crate::error::ApiError;
+use crate::freshness::Freshness;
 use crate::people::Account;
 
 /// What the portal talks to. Cheap to clone (middleware state is cloned for
@@ -39,6 +40,8 @@ pub struct Backends {
     shutdown: Arc<CancellationToken>,
     /// Open or closed to people, with what sign-in needs (see `crate::auth`).
     pub security: Security,
+    /// Whether what was kept of grading's answers is still current.
+    pub fresh: Freshness,
 }
 
 /// The log service sends a keep-alive every 15 s on a quiet tail; three
@@ -74,7 +77,14 @@ impl Backends {
             stream_idle: STREAM_IDLE,
             shutdown: Arc::default(),
             security: Security::open(),
+            fresh: Freshness::default(),
         }
+    }
+
+    /// Follows grading's change feeds until shutdown (see [`Freshness`]):
+    /// without it, every kept answer is revalidated on every request.
+    pub fn follow_changes(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.fresh.clone().follow(self.runtime.clone(), (*self.shutdown).clone()))
     }
 
     /// Closes the portal to people who have not signed in (see `crate::auth`).

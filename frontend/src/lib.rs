@@ -6,7 +6,8 @@
 //!
 //! Inside, dependencies point one way: `server` (routes, handlers) → `app`
 //! (shell, routes) → `pages` → `api` (where a page's data comes from) and
-//! `page_cache` → `backends` (the typed client of the services) → `error`.
+//! `page_cache` → `freshness` (grading's change feeds) and `backends` (the
+//! typed client of the services) → `error`.
 //! `auth` (sign-in, sessions, roles, CSRF) sits between `server` and the
 //! rest: every request passes it, and pages read who they are rendered for
 //! from `people::Viewer`.
@@ -18,6 +19,8 @@ pub mod auth;
 #[cfg(feature = "ssr")]
 pub mod backends;
 pub mod error;
+#[cfg(feature = "ssr")]
+mod freshness;
 #[cfg(feature = "ssr")]
 mod page_cache;
 mod pages;

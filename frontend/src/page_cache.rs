@@ -3,8 +3,11 @@
 //! their data has not changed.
 //!
 //! Rendering a page costs far more than asking grading "is it still this?"
-//! (`If-None-Match` → a bodiless 304), so every request still asks and no
-//! page is ever staler than grading itself. Requests for the same page that
+//! (`If-None-Match` → a bodiless 304), and asking costs more than knowing:
+//! while the portal hears grading's change feed (see [`crate::freshness`]),
+//! a page kept since the last change heard is served without a question, and
+//! no page is ever staler than grading itself. Otherwise every request asks.
+//! Requests for the same page that
 //! arrive together share one question: a request takes the answer of a
 //! question sent after it arrived, or asks one itself ("flights", one at a
 //! time per page). When grading answers with new data, the page is rendered
@@ -89,6 +92,8 @@ struct Page {
     body: Bytes,
     /// The `clock` at its last use.
     used: u64,
+    /// The freshness epoch its last question to grading set off in.
+    epoch: u64,
 }
 
 impl Page {
@@ -175,10 +180,13 @@ impl Drop for Asking<'_> {
 
 #[derive(Clone)]
 enum Outcome {
+    /// The kept page, current without asking (the change feed says so).
+    Kept(Page),
     /// The kept page with this tag is still current.
     Unchanged(HeaderValue),
-    /// New data (tagged when grading tags it), or why there is none.
-    Answer { etag: Option<HeaderValue>, answer: Result<Bytes, ApiError> },
+    /// New data (tagged when grading tags it), or why there is none, and the
+    /// epoch its question set off in.
+    Answer { etag: Option<HeaderValue>, answer: Result<Bytes, ApiError>, epoch: u64 },
 }
 
 /// What a 200 from grading must be before it is kept or passed on.
@@ -198,6 +206,25 @@ impl PageCache {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The page kept under `key` if nothing has changed since it was fetched
+    /// or last confirmed, as far as the change feed can tell.
+    fn current(&self, key: &str, backends: &Backends) -> Option<Page> {
+        let mut inner = self.lock();
+        inner.clock += 1;
+        let now = inner.clock;
+        let page = inner.pages.get_mut(key).filter(|p| backends.fresh.trusted(p.epoch, &backends.runtime))?;
+        page.used = now;
+        Some(page.clone())
+    }
+
+    /// Grading confirmed the page kept under `key` with a question set off
+    /// in `epoch`.
+    fn confirmed(&self, key: &str, etag: &HeaderValue, epoch: u64) {
+        if let Some(page) = self.lock().pages.get_mut(key).filter(|p| p.etag == etag) {
+            page.epoch = page.epoch.max(epoch);
+        }
     }
 
     fn page(&self, path: &str, etag: &HeaderValue) -> Option<Page> {
@@ -253,6 +280,9 @@ impl PageCache {
     /// passed through `check` once, by the request that fetched it, so that
     /// requests sharing the answer do not check it again.
     async fn revalidate(&self, backends: &Backends, path: &str, key: &str, check: Check) -> Outcome {
+        if let Some(page) = self.current(key, backends) {
+            return Outcome::Kept(page);
+        }
         let flights = self.flights(key);
         let mut waiting = Waiting::new(&flights.waiting);
         let arrived = flights.started.load(Ordering::SeqCst);
@@ -278,7 +308,11 @@ impl PageCache {
             }
             let number = flights.started.fetch_add(1, Ordering::SeqCst) + 1;
             let known = self.lock().pages.get(key).map(|p| p.etag.clone());
+            let epoch = backends.fresh.epoch();
             let outcome = self.ask(backends, path, known, check).await;
+            if let Outcome::Unchanged(tag) = &outcome {
+                self.confirmed(key, tag, epoch);
+            }
             // The requests waiting now arrived before it set off: theirs.
             *flights.last() = (flights.waiting.load(Ordering::SeqCst) > 0).then(|| (number, outcome.clone()));
             drop(asking);
@@ -289,6 +323,7 @@ impl PageCache {
     /// Grading's answer for `path`; a bodiless one when `known` is still its tag.
     async fn ask(&self, backends: &Backends, path: &str, known: Option<HeaderValue>, check: Check) -> Outcome {
         let what = human(names::GRADING);
+        let epoch = backends.fresh.epoch();
         let asked = backends
             .send(names::GRADING, |client, base| {
                 let get = client.get(format!("{base}{path}"));
@@ -300,7 +335,7 @@ impl PageCache {
             .await;
         let response = match asked {
             Ok(response) => response,
-            Err(unavailable) => return Outcome::Answer { etag: None, answer: Err(unavailable) },
+            Err(unavailable) => return Outcome::Answer { etag: None, answer: Err(unavailable), epoch },
         };
         let status = response.status();
         if let (StatusCode::NOT_MODIFIED, Some(tag)) = (status, &known) {
@@ -309,7 +344,7 @@ impl PageCache {
         let etag = response.headers().get(header::ETAG).cloned();
         let body = match read_body(response, what, ANSWER_LIMIT).await {
             Ok(body) => body,
-            Err(e) => return Outcome::Answer { etag: None, answer: Err(e) },
+            Err(e) => return Outcome::Answer { etag: None, answer: Err(e), epoch },
         };
         let answer = match status {
             StatusCode::OK => check(&body).map(|()| body),
@@ -317,7 +352,7 @@ impl PageCache {
                 .err()
                 .unwrap_or_else(|| ApiError::unavailable(what))),
         };
-        Outcome::Answer { etag, answer }
+        Outcome::Answer { etag, answer, epoch }
     }
 }
 
@@ -344,13 +379,14 @@ pub async fn serve_cached(
         Some(viewer) => format!("{path}\n{}", viewer.page_variant()),
         None => path.clone(),
     };
-    let (etag, answer) = match pages.revalidate(&b, &path, &key, unchecked).await {
+    let (etag, answer, epoch) = match pages.revalidate(&b, &path, &key, unchecked).await {
+        Outcome::Kept(page) => return (page.headers, page.body).into_response(),
         Outcome::Unchanged(tag) => match pages.page(&key, &tag) {
             Some(page) => return (page.headers, page.body).into_response(),
             // Replaced meanwhile: render, asking for itself.
             None => return next.run(request).await,
         },
-        Outcome::Answer { etag, answer } => (etag, answer),
+        Outcome::Answer { etag, answer, epoch } => (etag, answer, epoch),
     };
     request.extensions_mut().insert(Prefetched { path: path.clone(), answer });
     let response = next.run(request).await;
@@ -376,7 +412,7 @@ pub async fn serve_cached(
         }
     }
     let body = Bytes::from(read.concat());
-    pages.keep(key, Page { etag, headers: parts.headers.clone(), body: body.clone(), used: 0 });
+    pages.keep(key, Page { etag, headers: parts.headers.clone(), body: body.clone(), used: 0, epoch });
     Response::from_parts(parts, Body::from(body))
 }
 
@@ -405,20 +441,24 @@ async fn checked(
     key: &str,
     check: Check,
 ) -> Result<(Option<HeaderValue>, Bytes), ApiError> {
-    let (etag, answer) = match cache.revalidate(b, path, key, check).await {
+    let (etag, answer, epoch) = match cache.revalidate(b, path, key, check).await {
+        Outcome::Kept(kept) => return Ok((Some(kept.etag), kept.body)),
         Outcome::Unchanged(tag) => match cache.page(key, &tag) {
             Some(kept) => return Ok((Some(kept.etag), kept.body)),
             // Dropped meanwhile (replaced, or room was made): ask in full.
             None => match cache.ask(b, path, None, check).await {
-                Outcome::Answer { etag, answer } => (etag, answer),
-                Outcome::Unchanged(_) => return Err(ApiError::unavailable(human(names::GRADING))),
+                Outcome::Answer { etag, answer, epoch } => (etag, answer, epoch),
+                Outcome::Kept(_) | Outcome::Unchanged(_) => {
+                    return Err(ApiError::unavailable(human(names::GRADING)));
+                }
             },
         },
-        Outcome::Answer { etag, answer } => (etag, answer),
+        Outcome::Answer { etag, answer, epoch } => (etag, answer, epoch),
     };
     let body = answer?;
     if let Some(tag) = &etag {
-        cache.keep(key.to_owned(), Page { etag: tag.clone(), headers: HeaderMap::new(), body: body.clone(), used: 0 });
+        let page = Page { etag: tag.clone(), headers: HeaderMap::new(), body: body.clone(), used: 0, epoch };
+        cache.keep(key.to_owned(), page);
     }
     Ok((etag, body))
 }
@@ -521,6 +561,7 @@ mod tests {
             headers: HeaderMap::new(),
             body: Bytes::from(vec![b'a'; bytes]),
             used: 0,
+            epoch: 0,
         }
     }
 

@@ -265,6 +265,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let backends = Backends::new(runtime.clone(), registry_url).with_shutdown(shutdown.clone()).with_security(security);
+    backends.follow_changes();
     gradebook_runtime::serve(listener, runtime, router(options, backends), shutdown).await
 }
 

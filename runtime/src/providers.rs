@@ -12,6 +12,8 @@ use rand::seq::{IndexedRandom, SliceRandom};
 pub struct Providers {
     by_name: RwLock<HashMap<String, Vec<String>>>,
     patches: AtomicU64,
+    /// Moves on with every change of what is known (see [`Providers::version`]).
+    version: AtomicU64,
     /// The newest sequence number applied (0: none yet).
     last_seq: std::sync::Mutex<u64>,
 }
@@ -48,6 +50,7 @@ impl Providers {
         self.patches.fetch_add(1, Ordering::Relaxed);
         self.merge(&patch.added);
         let mut map = self.write();
+        self.version.fetch_add(1, Ordering::SeqCst);
         for p in &patch.removed {
             if let Some(urls) = map.get_mut(&p.name) {
                 urls.retain(|u| u != &p.url);
@@ -59,6 +62,7 @@ impl Providers {
     /// from a registry still warming up, which must not empty a warm cache.
     pub fn merge(&self, added: &[PatchEntry]) {
         let mut map = self.write();
+        self.version.fetch_add(1, Ordering::SeqCst);
         for p in added {
             let urls = map.entry(p.name.clone()).or_default();
             if !urls.contains(&p.url) {
@@ -93,6 +97,13 @@ impl Providers {
             map.iter().flat_map(|(n, urls)| urls.iter().map(move |u| PatchEntry::new(n.clone(), u.clone()))).collect();
         v.sort();
         v
+    }
+
+    /// Moves on before every change of the providers known (it may move
+    /// without one): equal before and after a read of them, they were not
+    /// changed in between.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::SeqCst)
     }
 
     /// How many patches have been applied (to tell when one has arrived).

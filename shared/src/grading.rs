@@ -299,3 +299,82 @@ mod tests {
         assert_eq!(Student::average_of(&[]), None);
     }
 }
+
+/// Grading's change feed, an extension of ours (`GET /changes`, for the
+/// cluster's members): asked for with `Upgrade: gradebook-changes`, then held
+/// off HTTP. Each side writes lines ending in `\n`, at most [`MAX_LINE`]
+/// bytes:
+/// - grading writes `changed N` whenever what it serves may have changed
+///   (once right after the 101; `N` only grows), and `pong K` for each
+///   `ping K` it read;
+/// - the subscriber writes `ack N` once it dropped what it kept from before
+///   `changed N`, and `ping K` to learn that the feed still flows.
+///
+/// Grading answers a write only once every subscriber has acknowledged it,
+/// or was cut off for not doing so within [`ACK_LIMIT`], so a subscriber may
+/// trust what it kept as long as it hears a `pong` to a `ping` sent less than
+/// [`LEASE`] ago (less than the limit: a subscriber cut off has stopped
+/// trusting by then, whether or not it noticed the cut).
+pub mod changes {
+    use std::time::Duration;
+
+    pub const PROTOCOL: &str = "gradebook-changes";
+    pub const PATH: &str = "/changes";
+    /// Longest line either side writes.
+    pub const MAX_LINE: usize = 64;
+    /// How long grading waits for a subscriber's acknowledgement.
+    pub const ACK_LIMIT: Duration = Duration::from_millis(500);
+    /// How long after sending a `ping` its `pong` lets a subscriber trust.
+    pub const LEASE: Duration = Duration::from_millis(250);
+
+    /// A line of the feed, either way.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Line {
+        Changed(u64),
+        Ack(u64),
+        Ping(u64),
+        Pong(u64),
+    }
+
+    impl Line {
+        /// A line as read, its `\n` included or not; `None` for anything else.
+        pub fn parse(line: &[u8]) -> Option<Line> {
+            let line = std::str::from_utf8(line).ok()?;
+            let (word, n) = line.strip_suffix('\n').unwrap_or(line).split_once(' ')?;
+            let n = n.parse().ok()?;
+            Some(match word {
+                "changed" => Line::Changed(n),
+                "ack" => Line::Ack(n),
+                "ping" => Line::Ping(n),
+                "pong" => Line::Pong(n),
+                _ => return None,
+            })
+        }
+
+        /// The line as written, `\n` included.
+        pub fn to_bytes(self) -> Vec<u8> {
+            let (word, n) = match self {
+                Line::Changed(n) => ("changed", n),
+                Line::Ack(n) => ("ack", n),
+                Line::Ping(n) => ("ping", n),
+                Line::Pong(n) => ("pong", n),
+            };
+            format!("{word} {n}\n").into_bytes()
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn lines_read_back_as_written_and_nothing_else_reads() {
+            for line in [Line::Changed(0), Line::Ack(7), Line::Ping(u64::MAX), Line::Pong(12)] {
+                assert_eq!(Line::parse(&line.to_bytes()), Some(line));
+            }
+            for other in ["", "\n", "changed", "changed x\n", "ack -1\n", "pong 1 2\n", "hello 1\n", "changed  1\n"] {
+                assert_eq!(Line::parse(other.as_bytes()), None, "{other:?}");
+            }
+        }
+    }
+}

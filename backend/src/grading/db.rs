@@ -67,6 +67,10 @@ pub struct Writes {
     changes: Arc<Changes>,
 }
 
+/// A committed grade (`None`: no such student) and the number of its group
+/// (groups commit one after another, numbered from 1).
+pub type Committed = (u64, Option<Grade>);
+
 /// A grade waiting for the writer, and where its outcome goes.
 #[derive(Debug)]
 struct Pending {
@@ -74,7 +78,7 @@ struct Pending {
     grade: NewGrade,
     /// The committed grade (`None`: no such student), sent once every
     /// instance has acknowledged its group (see [`Changes::acknowledged`]).
-    reply: oneshot::Sender<Result<Option<Grade>, Arc<sqlx::Error>>>,
+    reply: oneshot::Sender<Result<Committed, Arc<sqlx::Error>>>,
 }
 
 /// This instance's notifications on PostgreSQL: a write's carries
@@ -278,7 +282,7 @@ impl Writes {
     /// Stores a grade, committed with whatever other grades queued beside
     /// it; `None` when the student does not exist. An error is its whole
     /// group's: shared by every request in it, none of them stored.
-    pub async fn add_grade(&self, student_id: i64, grade: NewGrade) -> Result<Option<Grade>, Arc<sqlx::Error>> {
+    pub async fn add_grade(&self, student_id: i64, grade: NewGrade) -> Result<Committed, Arc<sqlx::Error>> {
         let (reply, outcome) = oneshot::channel();
         // The writer stops only once every clone of this is dropped, or if
         // it panicked: either way nothing is stored.
@@ -310,10 +314,14 @@ impl Writes {
     }
 
     /// On PostgreSQL, listens for every instance's writes (ours included)
-    /// until `shutdown`, telling `report` of each, and of when it starts and
-    /// stops listening; a lost connection is made again, with backoff. On
+    /// until `shutdown`, telling `report` of each (and acknowledging it once
+    /// `report` is done), and of when it starts and stops listening; a lost connection is made again, with backoff. On
     /// SQLite returns at once: this process is the only writer there.
-    pub async fn watch_changes(&self, report: impl Fn(Change), shutdown: CancellationToken) {
+    pub async fn watch_changes<F: Future<Output = ()>>(
+        &self,
+        report: impl Fn(Change) -> F,
+        shutdown: CancellationToken,
+    ) {
         let Db::Postgres(pool) = &self.db else { return };
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
@@ -345,7 +353,7 @@ impl Writes {
             };
             backoff = Duration::from_millis(100);
             self.changes.listening.store(true, Ordering::SeqCst);
-            report(Change::Listening);
+            report(Change::Listening).await;
             loop {
                 let next = tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -365,8 +373,9 @@ impl Writes {
                 let Some(heard) = Heard::parse(notification.payload()) else { continue };
                 match heard {
                     Heard::Write { writer, n } => {
-                        // Dropped first, acknowledged after.
-                        report(Change::Wrote);
+                        // Dropped (and our subscribers told) first,
+                        // acknowledged after.
+                        report(Change::Wrote).await;
                         if writer == self.changes.instance {
                             self.changes.ack(n, writer);
                         } else {
@@ -387,7 +396,7 @@ impl Writes {
                 }
             }
             self.changes.listening.store(false, Ordering::SeqCst);
-            report(Change::Deaf);
+            report(Change::Deaf).await;
         }
     }
 }
@@ -410,6 +419,7 @@ async fn write_grades(pool: Db, changes: Arc<Changes>, mut queue: mpsc::Receiver
     // On SQLite the writer keeps one connection: its page cache stays warm,
     // and no group waits for the pool.
     let mut writer = None;
+    let mut committed_groups = 0;
     while queue.recv_many(&mut group, GROUP).await > 0 {
         let committed = commit_group(&pool, &changes, &mut writer, &group).await;
         if committed.is_err() {
@@ -418,6 +428,8 @@ async fn write_grades(pool: Db, changes: Arc<Changes>, mut queue: mpsc::Receiver
         }
         match committed {
             Ok((ids, notified)) => {
+                committed_groups += 1;
+                let number = committed_groups;
                 let answers: Vec<_> = group
                     .drain(..)
                     .zip(ids)
@@ -426,10 +438,10 @@ async fn write_grades(pool: Db, changes: Arc<Changes>, mut queue: mpsc::Receiver
                         (p.reply, id.map(|id| Grade { id, title, kind: kind.to_string(), score }))
                     })
                     .collect();
-                let answer = |answers: Vec<(oneshot::Sender<_>, _)>| {
+                let answer = move |answers: Vec<(oneshot::Sender<_>, _)>| {
                     for (reply, grade) in answers {
                         // A requester whose client hung up needs no answer.
-                        let _ = reply.send(Ok(grade));
+                        let _ = reply.send(Ok((number, grade)));
                     }
                 };
                 if notified == 0 {
@@ -669,7 +681,10 @@ mod tests {
         write_grades(db.clone(), Arc::new(Changes::new()), queue).await;
         let mut results = vec![];
         for outcome in outcomes {
-            results.push(outcome.await.expect("every request is answered"));
+            results.push(outcome.await.expect("every request is answered").map(|(group, grade)| {
+                assert_eq!(group, 1, "one group");
+                grade
+            }));
         }
         results
     }

@@ -10,10 +10,13 @@
 //! only once every listening instance has dropped its copy. Grades are
 //! written in groups sharing one commit (see [`db`]). Every read carries an
 //! `ETag` derived from its content (equal on every instance), and
-//! `If-None-Match` gets a bodiless 304: the portal revalidates its rendered
-//! pages that way on every request.
+//! `If-None-Match` gets a bodiless 304. The portal subscribes to the change
+//! feed (see [`feed`]), and a write is answered only once it has heard of
+//! it, so it revalidates what it kept only when told of a change (or while it
+//! cannot hear the feed).
 
 pub mod db;
+pub mod feed;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,7 +29,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use gradebook_shared::ErrorBody;
-use gradebook_shared::grading::{NewGrade, NewStudent};
+use gradebook_shared::grading::{NewGrade, NewStudent, changes};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +55,10 @@ pub enum GradingError {
     /// The commit of a group of grades failed (logged once, by the writer).
     #[error("the database is unavailable")]
     Group(Arc<sqlx::Error>),
+    #[error("GET /changes is a feed: ask for it with `Upgrade: {}`", changes::PROTOCOL)]
+    NotUpgraded,
+    #[error("{0}")]
+    FeedRefused(&'static str),
 }
 
 impl IntoResponse for GradingError {
@@ -68,6 +75,8 @@ impl IntoResponse for GradingError {
             GradingError::Group(_) => {
                 error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorBody::new("the database is unavailable"))
             }
+            GradingError::NotUpgraded => error_response(StatusCode::UPGRADE_REQUIRED, ErrorBody::new(self.to_string())),
+            GradingError::FeedRefused(why) => error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorBody::new(why)),
         }
     }
 }
@@ -78,6 +87,10 @@ pub struct Grading {
     db: Db,
     writes: Writes,
     cache: Arc<ReadCache>,
+    feed: Arc<feed::Feed>,
+    /// The newest group of grades whose commit moved the generation, and
+    /// the generation it moved it to.
+    told: Arc<std::sync::Mutex<(u64, u64)>>,
 }
 
 /// Serialized answers of the last reads, valid while `generation` is the one
@@ -127,8 +140,9 @@ impl Answer {
 }
 
 impl ReadCache {
-    fn invalidate(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
+    /// Moves the generation on: the new one.
+    fn invalidate(&self) -> u64 {
+        self.generation.fetch_add(1, Ordering::SeqCst) + 1
     }
 
     /// The generation a read may use and keep answers at, or `None` while
@@ -138,31 +152,56 @@ impl ReadCache {
         let generation = self.generation.load(Ordering::SeqCst);
         self.complete.load(Ordering::SeqCst).then_some(generation)
     }
-
-    fn changed(&self, change: db::Change) {
-        match change {
-            db::Change::Wrote => self.invalidate(),
-            db::Change::Listening => {
-                self.invalidate();
-                self.complete.store(true, Ordering::SeqCst);
-            }
-            db::Change::Deaf => {
-                self.complete.store(false, Ordering::SeqCst);
-                self.invalidate();
-            }
-        }
-    }
 }
 
 impl Grading {
     pub fn new(db: Db) -> Self {
         let cache = Arc::new(ReadCache::default());
         cache.complete.store(!db.is_shared(), Ordering::SeqCst);
-        Self { writes: Writes::new(db.clone()), db, cache }
+        let feed = feed::Feed::new(cache.generation());
+        Self { writes: Writes::new(db.clone()), db, cache, feed, told: Arc::default() }
     }
 
-    fn wrote(&self) {
-        self.cache.invalidate();
+    /// After a write of ours: the snapshots are dropped and every subscriber
+    /// of the feed has heard of it.
+    async fn wrote(&self) {
+        let generation = self.cache.invalidate();
+        self.feed.moved_to(generation);
+        self.feed.reached(generation).await;
+    }
+
+    /// After a group of grades committed: the same, once for the group (a
+    /// group answers up to hundreds of requests together), and once for
+    /// any earlier group not told yet, which the move covers as well.
+    async fn wrote_group(&self, group: u64) {
+        let generation = {
+            let mut told = self.told.lock().unwrap_or_else(|p| p.into_inner());
+            if told.0 < group {
+                let generation = self.cache.invalidate();
+                self.feed.moved_to(generation);
+                *told = (group, generation);
+            }
+            told.1
+        };
+        self.feed.reached(generation).await;
+    }
+
+    /// What the database told of the instances' writes (see
+    /// [`db::Writes::watch_changes`]): the same, for theirs.
+    async fn changed(&self, change: db::Change) {
+        match change {
+            db::Change::Wrote => self.wrote().await,
+            db::Change::Listening => {
+                let generation = self.cache.invalidate();
+                self.cache.complete.store(true, Ordering::SeqCst);
+                self.feed.moved_to(generation);
+            }
+            db::Change::Deaf => {
+                self.cache.complete.store(false, Ordering::SeqCst);
+                self.cache.invalidate();
+                self.feed.deaf();
+            }
+        }
     }
 }
 
@@ -174,6 +213,7 @@ pub fn router(state: Grading) -> Router {
         .route("/students/{id}", get(get_student))
         .route("/students/{id}/grades", post(add_grade))
         .route("/students/{id}/grades/{grade_id}", delete(remove_grade))
+        .route(changes::PATH, get(subscribe))
         .route("/healthz", get(|| async { "ok" }))
         .merge(crate::accounts::router(state.db.clone()))
         .with_state(Arc::new(state));
@@ -188,12 +228,20 @@ pub async fn serve(
     state: Grading,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let db = state.db.clone();
+    let (db, feed) = (state.db.clone(), state.feed.clone());
     // Other instances' writes, on PostgreSQL; nothing to do on SQLite.
     let watching = shutdown.child_token();
-    let (writes, cache, token) = (state.writes.clone(), state.cache.clone(), watching.clone());
-    let watcher = tokio::spawn(async move { writes.watch_changes(|c| cache.changed(c), token).await });
+    let (grading, token) = (Arc::new(state.clone()), watching.clone());
+    let watcher = tokio::spawn(async move {
+        let report = |change| {
+            let grading = grading.clone();
+            async move { grading.changed(change).await }
+        };
+        grading.writes.watch_changes(report, token).await
+    });
     let served = gradebook_runtime::serve(listener, runtime, router(state), shutdown).await;
+    // Taken off HTTP, subscriptions outlive the server's drain.
+    feed.close();
     watching.cancel();
     let _ = watcher.await;
     db.close().await;
@@ -252,15 +300,41 @@ async fn get_student(
     Ok(answer.respond(request))
 }
 
+/// `GET /changes`: the change feed (see [`feed`]). Who may subscribe was
+/// decided before: with a cluster token, only its holders.
+async fn subscribe(State(g): State<Arc<Grading>>, mut request: Request) -> Result<Response, GradingError> {
+    let asked = request
+        .headers()
+        .get(header::UPGRADE)
+        .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(changes::PROTOCOL.as_bytes()));
+    if !asked {
+        return Err(GradingError::NotUpgraded);
+    }
+    let accepted = g.feed.subscribe().map_err(|refused| {
+        GradingError::FeedRefused(match refused {
+            feed::Refused::Deaf => "grading cannot hear the other instances' writes now; ask again later",
+            feed::Refused::Full => "the change feed has as many subscribers as it takes",
+        })
+    })?;
+    let upgrading = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = upgrading.await {
+            accepted.run(hyper_util::rt::TokioIo::new(upgraded)).await;
+        }
+    });
+    let switching = [(header::CONNECTION, "upgrade"), (header::UPGRADE, changes::PROTOCOL)];
+    Ok((StatusCode::SWITCHING_PROTOCOLS, switching).into_response())
+}
+
 async fn add_grade(
     State(g): State<Arc<Grading>>,
     Path(id): Path<i64>,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<impl IntoResponse, GradingError> {
     let new = NewGrade::validate(&body).map_err(GradingError::Invalid)?;
-    let stored = g.writes.add_grade(id, new).await;
-    g.wrote();
-    let grade = stored.map_err(GradingError::Group)?.ok_or(GradingError::NoStudent(id))?;
+    let (group, grade) = g.writes.add_grade(id, new).await.map_err(GradingError::Group)?;
+    g.wrote_group(group).await;
+    let grade = grade.ok_or(GradingError::NoStudent(id))?;
     tracing::info!(student = id, grade = grade.id, title = %grade.title, score = grade.score, "grade added");
     metrics::counter!("gradebook_grades_written_total").increment(1);
     let location = format!("/students/{id}/grades/{}", grade.id);
@@ -273,7 +347,7 @@ async fn add_student(
 ) -> Result<impl IntoResponse, GradingError> {
     let new = NewStudent::validate(&body).map_err(GradingError::Invalid)?;
     let stored = g.writes.add_student(&new).await;
-    g.wrote();
+    g.wrote().await;
     let student = stored?;
     tracing::info!(student = student.id, "student added");
     Ok((StatusCode::CREATED, [(header::LOCATION, format!("/students/{}", student.id))], Json(student)))
@@ -284,7 +358,7 @@ async fn remove_grade(
     Path((id, grade_id)): Path<(i64, i64)>,
 ) -> Result<StatusCode, GradingError> {
     let removed = g.writes.remove_grade(id, grade_id).await;
-    g.wrote();
+    g.wrote().await;
     if !removed? {
         return Err(GradingError::NoGrade(id, grade_id));
     }

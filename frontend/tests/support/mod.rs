@@ -12,7 +12,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -56,6 +56,37 @@ pub struct Stored {
     /// `GET /students` asked, and answered with a body (not a 304).
     pub list_asked: Arc<AtomicUsize>,
     pub list_answered: Arc<AtomicUsize>,
+    pub feed: Feed,
+}
+
+/// Grading's change feed (`GET /changes`) as a test drives it. Off, it is
+/// a 404, as on the original grading.
+#[derive(Clone)]
+pub struct Feed {
+    pub on: Arc<AtomicBool>,
+    /// `changed N` lines for every subscriber (the first is `changed 1`);
+    /// [`HANG_UP`] closes their connections instead.
+    pub changes: tokio::sync::broadcast::Sender<u64>,
+    /// The newest `ack` heard.
+    pub acked: Arc<AtomicU64>,
+    /// Off, pings go unanswered, as on a feed that stalled.
+    pub pongs: Arc<AtomicBool>,
+    pub subscriptions: Arc<AtomicUsize>,
+}
+
+/// Sent on [`Feed::changes`], closes the feed's connections.
+pub const HANG_UP: u64 = u64::MAX;
+
+impl Default for Feed {
+    fn default() -> Self {
+        Self {
+            on: Arc::default(),
+            changes: tokio::sync::broadcast::channel(16).0,
+            acked: Arc::default(),
+            pongs: Arc::new(AtomicBool::new(true)),
+            subscriptions: Arc::default(),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -91,6 +122,7 @@ impl Stored {
             slow: Arc::default(),
             list_asked: Arc::default(),
             list_answered: Arc::default(),
+            feed: Feed::default(),
         }
     }
 
@@ -213,12 +245,55 @@ async fn log_stream(Query(q): Query<HashMap<String, String>>) -> Response {
     ([(header::CONTENT_TYPE, "text/event-stream")], ": quiet\n\n").into_response()
 }
 
+/// `GET /changes`: lines as grading writes them, driven by [`Feed`].
+async fn changes(State(s): State<Stored>, mut request: axum::extract::Request) -> Response {
+    use gradebook_shared::grading::changes::{Line, PROTOCOL};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    if !s.feed.on.load(Ordering::SeqCst) {
+        return refuse(StatusCode::NOT_FOUND, ErrorBody::new("no route"));
+    }
+    let upgrading = hyper::upgrade::on(&mut request);
+    let feed = s.feed.clone();
+    let mut changes = feed.changes.subscribe();
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrading.await else { return };
+        feed.subscriptions.fetch_add(1, Ordering::SeqCst);
+        let (read, mut write) = tokio::io::split(hyper_util::rt::TokioIo::new(upgraded));
+        let mut lines = tokio::io::BufReader::new(read).lines();
+        if write.write_all(&Line::Changed(1).to_bytes()).await.is_err() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                line = lines.next_line() => match line.ok().flatten().and_then(|l| Line::parse(l.as_bytes())) {
+                    Some(Line::Ack(n)) => {
+                        feed.acked.fetch_max(n, Ordering::SeqCst);
+                    }
+                    Some(Line::Ping(k)) => {
+                        if feed.pongs.load(Ordering::SeqCst) && write.write_all(&Line::Pong(k).to_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                    _ => return,
+                },
+                change = changes.recv() => match change {
+                    Ok(HANG_UP) => return,
+                    Ok(n) if write.write_all(&Line::Changed(n).to_bytes()).await.is_ok() => {}
+                    _ => return,
+                },
+            }
+        }
+    });
+    (StatusCode::SWITCHING_PROTOCOLS, [(header::CONNECTION, "upgrade"), (header::UPGRADE, PROTOCOL)]).into_response()
+}
+
 /// Grading, the log service and the registry in one, on a real socket.
 pub async fn start_backend(stored: Stored) -> String {
     let app = Router::new()
         .route("/students", get(students))
         .route("/students/{id}", get(student))
         .route("/students/{id}/grades", post(add_grade))
+        .route("/changes", get(changes))
         .route("/accounts/verify-token", post(verify_token))
         .route("/log", get(logs))
         .route("/log/stream", get(log_stream))
@@ -243,13 +318,28 @@ pub fn closed_portal(backend: &str) -> Router {
     portal_with(backend, Security::closed(CLUSTER_TOKEN, DEFAULT_IDLE).expect("the token is long enough"))
 }
 
-fn portal_with(backend: &str, security: Security) -> Router {
+/// An open portal that follows the stand-in's change feed, as a served
+/// portal does.
+pub fn following_portal(backend: &str) -> Router {
+    let backends = backends(backend, &Security::open());
+    backends.follow_changes();
+    gradebook_frontend::server::router(options(), backends)
+}
+
+fn options() -> LeptosOptions {
+    LeptosOptions::builder().output_name("gradebook").build()
+}
+
+fn backends(backend: &str, security: &Security) -> Backends {
     let mut spec = ServiceSpec::new(names::PORTAL, backend);
     spec.token = (!security.is_open()).then(|| CLUSTER_TOKEN.to_owned());
     let runtime = Runtime::new(spec, "127.0.0.1:0".parse().expect("an address"));
     runtime
         .providers()
         .merge(&[PatchEntry::new(names::GRADING, backend.to_owned()), PatchEntry::new(names::LOG, backend.to_owned())]);
-    let options = LeptosOptions::builder().output_name("gradebook").build();
-    gradebook_frontend::server::router(options, Backends::new(runtime, backend.to_owned()).with_security(security))
+    Backends::new(runtime, backend.to_owned()).with_security(security.clone())
+}
+
+fn portal_with(backend: &str, security: Security) -> Router {
+    gradebook_frontend::server::router(options(), backends(backend, &security))
 }
