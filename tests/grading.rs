@@ -472,6 +472,11 @@ struct Subscriber {
 
 impl Subscriber {
     async fn subscribe(base: &str) -> Subscriber {
+        Subscriber::try_subscribe(base).await.expect("grading takes the subscriber")
+    }
+
+    /// `None` when grading refuses the subscriber.
+    async fn try_subscribe(base: &str) -> Option<Subscriber> {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
         let addr = base.trim_start_matches("http://");
         let stream = tokio::net::TcpStream::connect(addr).await.expect("grading listens");
@@ -482,9 +487,11 @@ impl Subscriber {
         write.write_all(ask.as_bytes()).await.expect("sent");
         let mut lines = tokio::io::BufReader::new(read).lines();
         let status = lines.next_line().await.expect("an answer").expect("a status line");
-        assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+        if !status.starts_with("HTTP/1.1 101") {
+            return None;
+        }
         while !lines.next_line().await.expect("headers").expect("headers end").is_empty() {}
-        Subscriber { lines, write }
+        Some(Subscriber { lines, write })
     }
 
     async fn next(&mut self) -> Option<gradebook_shared::grading::changes::Line> {
@@ -557,4 +564,47 @@ async fn the_change_feed_must_be_asked_for_as_an_upgrade() {
     assert_eq!(r.status(), 426);
     let error: Value = r.json().await.unwrap();
     assert!(error["error"].as_str().unwrap().contains("Upgrade: gradebook-changes"), "{error}");
+}
+
+#[tokio::test]
+async fn a_write_on_one_instance_is_answered_only_once_the_other_instances_subscribers_heard_of_it() {
+    let Some(url) = postgres_database("feed-chain").await else { return };
+    let registry = TestRegistry::spawn(Config::default());
+    let (a, b) = (TestGrading::spawn(&registry.url, &url), TestGrading::spawn(&registry.url, &url));
+    // B takes subscribers once it hears the other instances' writes.
+    let mut portal = loop {
+        if let Some(portal) = Subscriber::try_subscribe(&b.url).await {
+            break portal;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let a_api = Api::new(&a.url);
+    // A waits for B once it has seen B listening; a first write, acknowledged
+    // as it comes, settles that.
+    let warm_up = a_api.add_grade(4, json!({"Title": "Warm-up", "Type": "Quiz", "Score": 1}));
+    tokio::pin!(warm_up);
+    loop {
+        tokio::select! {
+            r = &mut warm_up => {
+                assert_eq!(r.status(), 201);
+                break;
+            }
+            n = portal.changed() => portal.ack(n).await,
+        }
+    }
+    while let Ok(n) = tokio::time::timeout(Duration::from_millis(200), portal.changed()).await {
+        portal.ack(n).await;
+    }
+
+    let base = a.url.clone();
+    let write = tokio::spawn(async move {
+        Api::new(&base).add_grade(4, json!({"Title": "Heard on B", "Type": "Quiz", "Score": 2})).await.status()
+    });
+
+    let change = portal.changed().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!write.is_finished(), "A answered before B's subscriber heard of the write");
+    portal.ack(change).await;
+    let status = tokio::time::timeout(Duration::from_millis(900), write).await.expect("answered once acknowledged");
+    assert_eq!(status.expect("no panic"), 201);
 }
