@@ -608,3 +608,29 @@ async fn a_write_on_one_instance_is_answered_only_once_the_other_instances_subsc
     let status = tokio::time::timeout(Duration::from_millis(900), write).await.expect("answered once acknowledged");
     assert_eq!(status.expect("no panic"), 201);
 }
+
+#[tokio::test]
+async fn an_instance_paused_while_another_answers_a_write_serves_that_write_once_it_resumes() {
+    // Real processes on one PostgreSQL: only a real SIGSTOP freezes a
+    // process's listener with it.
+    let Some(url) = postgres_database("paused-reader").await else { return };
+    let (_a, a_addr) = Proc::start_listening(grading_args(&url)).await;
+    let (b, b_addr) = Proc::start_listening(grading_args(&url)).await;
+    let (a, b_api) = (Api::new(&format!("http://{a_addr}")), Api::new(&format!("http://{b_addr}")));
+    // Both listen (each has seen the other's write go by), and B's snapshot of
+    // student 1 is warm.
+    for api in [&a, &b_api] {
+        assert_eq!(api.add_grade(1, json!({"Title": "Warm-up", "Type": "Quiz", "Score": 1})).await.status(), 201);
+    }
+    for _ in 0..3 {
+        assert_eq!(b_api.student("1").await.status(), 200);
+    }
+
+    b.signal("STOP");
+    let r = a.add_grade(1, json!({"Title": "While B slept", "Type": "Test", "Score": 42})).await;
+    assert_eq!(r.status(), 201, "A answers, not waiting for B for ever");
+    b.signal("CONT");
+
+    let nick: Student = b_api.student("1").await.json().await.unwrap();
+    assert_eq!(nick.grades.last().map(|g| g.title.as_str()), Some("While B slept"), "B served its old snapshot");
+}

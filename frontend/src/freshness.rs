@@ -30,6 +30,8 @@ const PING_EVERY: Duration = Duration::from_millis(100);
 /// How often the subscriptions are matched against the grading instances
 /// known (trust waits for it after every change of those).
 const SYNC_EVERY: Duration = Duration::from_millis(50);
+/// Longest wait for grading to take a subscription.
+const SUBSCRIBE_LIMIT: Duration = Duration::from_secs(2);
 /// Waits before subscribing again, growing up to the last.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(10));
 
@@ -148,18 +150,24 @@ impl Freshness {
 
     /// One subscription, while it lasts: `Ok` once it flowed, then ended.
     async fn hold(&self, runtime: &Runtime, url: &str, subscription: &Subscription) -> Result<(), String> {
-        let response = runtime
-            .open_ended_client()
-            .get(format!("{url}{PATH}"))
-            .header(reqwest::header::CONNECTION, "upgrade")
-            .header(reqwest::header::UPGRADE, PROTOCOL)
-            .send()
+        let subscribing = async {
+            let response = runtime
+                .open_ended_client()
+                .get(format!("{url}{PATH}"))
+                .header(reqwest::header::CONNECTION, "upgrade")
+                .header(reqwest::header::UPGRADE, PROTOCOL)
+                .send()
+                .await
+                .map_err(|e| gradebook_runtime::http::describe(&e))?;
+            if response.status() != reqwest::StatusCode::SWITCHING_PROTOCOLS {
+                return Err(format!("GET {PATH} answered {}", response.status()));
+            }
+            response.upgrade().await.map_err(|e| gradebook_runtime::http::describe(&e))
+        };
+        // The stream has no deadline; taking it does.
+        let io = tokio::time::timeout(SUBSCRIBE_LIMIT, subscribing)
             .await
-            .map_err(|e| gradebook_runtime::http::describe(&e))?;
-        if response.status() != reqwest::StatusCode::SWITCHING_PROTOCOLS {
-            return Err(format!("GET {PATH} answered {}", response.status()));
-        }
-        let io = response.upgrade().await.map_err(|e| gradebook_runtime::http::describe(&e))?;
+            .map_err(|_| format!("GET {PATH} was not answered within {SUBSCRIBE_LIMIT:?}"))??;
         let (read, mut write) = tokio::io::split(io);
         // What was kept before could have missed a change.
         self.moved();
@@ -193,8 +201,11 @@ impl Freshness {
                                 return Err(stalled());
                             }
                         }
-                        Some(Line::Pong(sent)) => {
-                            subscription.lease_until.fetch_max(sent + LEASE.as_millis() as u64, Ordering::SeqCst);
+                        // Only a ping we sent (its time is not in the future)
+                        // lends trust.
+                        Some(Line::Pong(sent)) if sent <= self.millis() => {
+                            let until = sent.saturating_add(LEASE.as_millis() as u64);
+                            subscription.lease_until.fetch_max(until, Ordering::SeqCst);
                         }
                         _ => return Ok(()),
                     }

@@ -16,7 +16,13 @@
 //! then (each names its listening connection, so `pg_stat_activity` lists
 //! them) has acknowledged it: after a write is answered, no instance serves
 //! a snapshot from before it. An instance that does not acknowledge within
-//! [`ACK_LIMIT`] (stopped, say) is not waited for any longer, and logged.
+//! [`ACK_LIMIT`] (stopped, say) is not waited for any longer, and logged;
+//! it has stopped serving snapshots by then. Each instance notifies itself
+//! every [`BEAT_EVERY`], and trusts that it has heard every write only for
+//! [`TRUST_AFTER_BEAT`] after sending a beat it heard back (notifications
+//! arrive in commit order, so a beat heard means every write committed
+//! before it was heard). A listener that stalls or silently lost its
+//! connection thus stops trusting well before a writer stops waiting.
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -43,6 +49,12 @@ const CHANNEL: &str = "gradebook_grading";
 /// Longest wait for the acknowledgements of a write (see
 /// [`Changes::acknowledged`]); past it the write is answered anyway.
 const ACK_LIMIT: Duration = Duration::from_secs(1);
+/// How often an instance notifies itself (see the module's text).
+const BEAT_EVERY: Duration = Duration::from_millis(50);
+/// How long a beat heard back lets an instance trust that it heard every
+/// write. Its feed's subscribers trust for at most `LEASE` (250 ms) longer,
+/// and all of it must end before [`ACK_LIMIT`].
+const TRUST_AFTER_BEAT: Duration = Duration::from_millis(500);
 /// How a listening connection names itself, followed by its instance.
 const LISTENER_NAME: &str = "gradebook-grading:";
 /// The instances listening on this database now.
@@ -94,6 +106,9 @@ struct Changes {
     acked: watch::Sender<u64>,
     /// Whether our listener runs: we hear acknowledgements only then.
     listening: std::sync::atomic::AtomicBool,
+    /// Until when (milliseconds of `clock`) we know we heard every write.
+    heard_until: AtomicU64,
+    clock: std::time::Instant,
 }
 
 /// What [`Writes::watch_changes`] reports.
@@ -313,15 +328,27 @@ impl Writes {
         Ok(affected > 0)
     }
 
+    /// Whether this instance knows, right now, that it has heard every write
+    /// committed (see the module's text): always on SQLite.
+    pub fn hears_everything(&self) -> bool {
+        match self.db {
+            Db::Sqlite(..) => true,
+            Db::Postgres(_) => {
+                self.changes.listening.load(Ordering::SeqCst)
+                    && self.changes.now_ms() < self.changes.heard_until.load(Ordering::SeqCst)
+            }
+        }
+    }
+
     /// On PostgreSQL, listens for every instance's writes (ours included)
-    /// until `shutdown`, telling `report` of each (and acknowledging it once
-    /// `report` is done), and of when it starts and stops listening; a lost connection is made again, with backoff. On
+    /// until `shutdown`, telling `report` of each (and acknowledging another
+    /// instance's once the wait `report` gives back is over), and of when it
+    /// starts and stops listening; a lost connection is made again, with backoff. On
     /// SQLite returns at once: this process is the only writer there.
-    pub async fn watch_changes<F: Future<Output = ()>>(
-        &self,
-        report: impl Fn(Change) -> F,
-        shutdown: CancellationToken,
-    ) {
+    pub async fn watch_changes<F>(&self, report: impl Fn(Change) -> Option<F>, shutdown: CancellationToken)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
         let Db::Postgres(pool) = &self.db else { return };
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
@@ -353,7 +380,9 @@ impl Writes {
             };
             backoff = Duration::from_millis(100);
             self.changes.listening.store(true, Ordering::SeqCst);
-            report(Change::Listening).await;
+            drop(report(Change::Listening));
+            let beating = shutdown.child_token();
+            tokio::spawn(beat(pool.clone(), self.changes.clone(), beating.clone()));
             loop {
                 let next = tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -373,30 +402,43 @@ impl Writes {
                 let Some(heard) = Heard::parse(notification.payload()) else { continue };
                 match heard {
                     Heard::Write { writer, n } => {
-                        // Dropped (and our subscribers told) first,
-                        // acknowledged after.
-                        report(Change::Wrote).await;
+                        // Dropped at once; acknowledged once our feed's
+                        // subscribers heard of it, in a task of its own, so
+                        // that the notifications behind it are not held up.
+                        let told = report(Change::Wrote);
                         if writer == self.changes.instance {
                             self.changes.ack(n, writer);
                         } else {
                             let ack = format!("ack:{writer:x}:{n}:{:x}", self.changes.instance);
-                            let sent = sqlx::query("SELECT pg_notify($1, $2)")
-                                .bind(CHANNEL)
-                                .bind(ack)
-                                .execute(&mut listener)
-                                .await;
-                            if let Err(e) = sent {
-                                tracing::warn!(error = %e, "cannot acknowledge another instance's write");
-                                break;
-                            }
+                            let pool = pool.clone();
+                            tokio::spawn(async move {
+                                if let Some(told) = told {
+                                    told.await;
+                                }
+                                let sent = sqlx::query("SELECT pg_notify($1, $2)")
+                                    .bind(CHANNEL)
+                                    .bind(ack)
+                                    .execute(&pool)
+                                    .await;
+                                if let Err(e) = sent {
+                                    tracing::warn!(error = %e, "cannot acknowledge another instance's write");
+                                }
+                            });
                         }
                     }
                     Heard::Ack { writer, n, from } if writer == self.changes.instance => self.changes.ack(n, from),
                     Heard::Ack { .. } => {}
+                    Heard::Beat { from, sent } if from == self.changes.instance => {
+                        let until = sent.saturating_add(TRUST_AFTER_BEAT.as_millis() as u64);
+                        self.changes.heard_until.fetch_max(until, Ordering::SeqCst);
+                    }
+                    Heard::Beat { .. } => {}
                 }
             }
+            beating.cancel();
+            self.changes.heard_until.store(0, Ordering::SeqCst);
             self.changes.listening.store(false, Ordering::SeqCst);
-            report(Change::Deaf).await;
+            drop(report(Change::Deaf));
         }
     }
 }
@@ -408,6 +450,25 @@ impl Db {
         match self {
             Db::Sqlite(pool, lock) => crate::accounts::store::Pool::Sqlite(pool.clone(), lock.clone()),
             Db::Postgres(pool) => crate::accounts::store::Pool::Postgres(pool.clone()),
+        }
+    }
+}
+
+/// Notifies this instance's beat every [`BEAT_EVERY`] until `stop`.
+async fn beat(pool: PgPool, changes: Arc<Changes>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(BEAT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let payload = format!("beat:{:x}:{}", changes.instance, changes.now_ms());
+        let sent = sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(&pool);
+        // A beat not sent is a beat not heard: trust runs out.
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tokio::time::timeout(TRUST_AFTER_BEAT, sent) => {}
         }
     }
 }
@@ -538,8 +599,20 @@ async fn insert_grades_sqlite(conn: &mut sqlx::SqliteConnection, group: &[Pendin
 /// A notification on [`CHANNEL`].
 #[derive(Debug, PartialEq)]
 enum Heard {
-    Write { writer: u64, n: u64 },
-    Ack { writer: u64, n: u64, from: u64 },
+    Write {
+        writer: u64,
+        n: u64,
+    },
+    Ack {
+        writer: u64,
+        n: u64,
+        from: u64,
+    },
+    /// An instance's beat, with when it was sent by its own clock.
+    Beat {
+        from: u64,
+        sent: u64,
+    },
 }
 
 impl Heard {
@@ -549,6 +622,7 @@ impl Heard {
         match fields[..] {
             [writer, n] => Some(Heard::Write { writer: hex(writer)?, n: n.parse().ok()? }),
             ["ack", writer, n, from] => Some(Heard::Ack { writer: hex(writer)?, n: n.parse().ok()?, from: hex(from)? }),
+            ["beat", from, sent] => Some(Heard::Beat { from: hex(from)?, sent: sent.parse().ok()? }),
             _ => None,
         }
     }
@@ -562,7 +636,13 @@ impl Changes {
             acks: Default::default(),
             acked: watch::Sender::new(0),
             listening: Default::default(),
+            heard_until: AtomicU64::new(0),
+            clock: std::time::Instant::now(),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
     }
 
     /// Notes that instance `from` acted on our write `n`.
@@ -697,6 +777,7 @@ mod tests {
     fn notifications_are_told_apart_and_anything_else_is_ignored() {
         assert_eq!(Heard::parse("ff:12"), Some(Heard::Write { writer: 255, n: 12 }));
         assert_eq!(Heard::parse("ack:ff:12:a"), Some(Heard::Ack { writer: 255, n: 12, from: 10 }));
+        assert_eq!(Heard::parse("beat:ff:1500"), Some(Heard::Beat { from: 255, sent: 1500 }));
         for other in ["", "ff", "zz:1", "ff:-1", "ack:ff:1", "nack:ff:1:a", "ff:1:a"] {
             assert_eq!(Heard::parse(other), None, "{other:?}");
         }

@@ -8,14 +8,18 @@
 //! has acknowledged, and the wait of a write for their acknowledgements
 //! ([`Feed::reached`]). A subscriber that does not acknowledge in time is
 //! cut off. One whose connection ended may still trust what it kept until
-//! its lease runs out, so writes wait that out too (once, for
-//! [`ACK_LIMIT`]).
+//! the lease of the last `pong` written to it runs out, so writes wait that
+//! out too (at most [`LEASE`], and never past their own limit).
+//!
+//! A `pong` is written only while grading knows it has heard every write
+//! (see `trust` in [`Feed::new`]): when it cannot tell, its subscribers'
+//! leases run out, as its own read snapshots stop being served.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use gradebook_shared::grading::changes::{ACK_LIMIT, Line, MAX_LINE};
+use gradebook_shared::grading::changes::{ACK_LIMIT, LEASE, Line, MAX_LINE};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -31,6 +35,8 @@ pub struct Feed {
     subscribers: Mutex<HashMap<u64, Subscriber>>,
     next_id: AtomicU64,
     shutdown: CancellationToken,
+    /// Whether grading knows, right now, that it has heard every write.
+    trust: Box<dyn Fn() -> bool + Send + Sync>,
 }
 
 /// One subscriber, as writes see it.
@@ -40,7 +46,8 @@ struct Subscriber {
     acked: watch::Receiver<u64>,
     /// Ends its connection.
     cut: CancellationToken,
-    /// Once its connection ended: when it can trust nothing any more.
+    /// Once its connection ended: when it can trust nothing any more (the
+    /// lease of the last `pong` written to it has run out).
     distrusts_at: Arc<OnceLock<Instant>>,
 }
 
@@ -61,12 +68,16 @@ pub struct Accepted {
 }
 
 impl Feed {
-    pub fn new(now: Option<u64>) -> Arc<Self> {
+    /// A feed at generation `now` (`None`: not taking subscribers until
+    /// [`Feed::listening`]); `trust` says whether grading knows, at that
+    /// moment, that it has heard every write.
+    pub fn new(now: Option<u64>, trust: impl Fn() -> bool + Send + Sync + 'static) -> Arc<Self> {
         Arc::new(Self {
             now: watch::Sender::new(now),
             subscribers: Mutex::default(),
             next_id: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
+            trust: Box::new(trust),
         })
     }
 
@@ -80,26 +91,31 @@ impl Feed {
     }
 
     /// Grading now serves `generation` (or newer: concurrent writes may
-    /// report theirs out of order).
+    /// report theirs out of order). While deaf, nothing changes.
     pub fn moved_to(&self, generation: u64) {
         self.now.send_if_modified(|now| match now {
-            Some(at) if *at >= generation => false,
-            _ => {
+            Some(at) if *at < generation => {
                 *now = Some(generation);
                 true
             }
+            _ => false,
         });
     }
 
+    /// Grading hears the other instances' writes (again), from `generation`.
+    pub fn listening(&self, generation: u64) {
+        self.now.send_replace(Some(generation));
+    }
+
     /// Grading cannot tell when other instances write: every subscription
-    /// ends, and none is taken until [`Feed::moved_to`].
+    /// ends, and none is taken until [`Feed::listening`].
     pub fn deaf(&self) {
         self.now.send_replace(None);
     }
 
     /// Takes a subscriber; its acknowledgements are waited for from now on.
     pub fn subscribe(self: &Arc<Self>) -> Result<Accepted, Refused> {
-        if self.now.borrow().is_none() {
+        if self.now.borrow().is_none() || !(self.trust)() {
             return Err(Refused::Deaf);
         }
         let mut subscribers = self.subscribers();
@@ -116,8 +132,11 @@ impl Feed {
     }
 
     /// Resolves once every subscriber has acknowledged `generation` or can
-    /// no longer trust anything older; one that does not acknowledge within
-    /// [`ACK_LIMIT`] is cut off.
+    /// no longer trust anything older, at most [`ACK_LIMIT`] from now; one
+    /// that does not acknowledge by then is cut off. (At that limit, one that
+    /// did not read the change has stopped trusting: its last lease came
+    /// from a `pong` written before the change, which is less than [`LEASE`]
+    /// old. A `pong` is never written after a change not yet written.)
     pub async fn reached(&self, generation: u64) {
         let subscribers: Vec<Subscriber> = {
             let mut subscribers = self.subscribers();
@@ -135,13 +154,10 @@ impl Feed {
                 // Its connection ended: wait out its lease.
                 Ok(Err(_)) => {
                     if let Some(at) = subscriber.distrusts_at.get() {
-                        tokio::time::sleep_until(*at).await;
+                        tokio::time::sleep_until((*at).min(deadline)).await;
                     }
                 }
                 Err(_) => {
-                    // Not acknowledged in time: it has stopped trusting by
-                    // now (see the protocol), so no need to wait further.
-                    let _ = subscriber.distrusts_at.set(deadline);
                     if !subscriber.cut.is_cancelled() {
                         tracing::warn!(generation, "a change feed subscriber did not acknowledge in time; cut off");
                     }
@@ -157,6 +173,9 @@ impl Accepted {
     /// goes deaf or shuts down.
     pub async fn run(self, io: impl AsyncRead + AsyncWrite + Send) {
         let Accepted { feed, acked, cut, distrusts_at } = &self;
+        // When the last `pong` was written: no lease outlasts it by more
+        // than [`LEASE`].
+        let mut ponged: Option<Instant> = None;
         let (read, mut write) = tokio::io::split(io);
         let (pongs, mut to_pong) = mpsc::channel::<u64>(16);
         let reading = async {
@@ -190,12 +209,18 @@ impl Accepted {
                 }
                 loop {
                     tokio::select! {
+                        // A change pending goes out before any pong.
+                        biased;
                         changed = now.changed() => match changed {
                             Ok(()) => break,
                             Err(_) => return,
                         },
                         pong = to_pong.recv() => match pong {
-                            Some(k) if write_line(&mut write, Line::Pong(k)).await => {}
+                            // Not knowing all writes, grading lends no trust.
+                            Some(_) if !(feed.trust)() => return,
+                            Some(k) if write_line(&mut write, Line::Pong(k)).await => {
+                                ponged = Some(Instant::now());
+                            }
                             _ => return,
                         },
                     }
@@ -208,7 +233,7 @@ impl Accepted {
             () = cut.cancelled() => {}
             () = feed.shutdown.cancelled() => {}
         }
-        let _ = distrusts_at.set(Instant::now() + ACK_LIMIT);
+        let _ = distrusts_at.set(ponged.map_or_else(Instant::now, |at| at + LEASE));
     }
 }
 
@@ -255,7 +280,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_write_waits_for_the_acknowledgement_of_its_generation() {
-        let feed = Feed::new(Some(1));
+        let feed = Feed::new(Some(1), || true);
         let mut portal = subscribed(&feed);
         assert_eq!(portal.next().await, Some(Line::Changed(1)));
 
@@ -274,7 +299,7 @@ mod tests {
 
     #[tokio::test]
     async fn pings_are_answered_in_order_after_the_changes_sent_before_them() {
-        let feed = Feed::new(Some(5));
+        let feed = Feed::new(Some(5), || true);
         let mut portal = subscribed(&feed);
         assert_eq!(portal.next().await, Some(Line::Changed(5)));
 
@@ -289,7 +314,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_subscriber_that_does_not_acknowledge_is_cut_off_after_the_limit() {
-        let feed = Feed::new(Some(1));
+        let feed = Feed::new(Some(1), || true);
         let mut portal = subscribed(&feed);
         assert_eq!(portal.next().await, Some(Line::Changed(1)));
         feed.moved_to(2);
@@ -307,10 +332,12 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn after_a_subscriber_hangs_up_writes_wait_out_its_lease_once() {
-        let feed = Feed::new(Some(1));
+    async fn after_a_subscriber_hangs_up_writes_wait_out_the_lease_of_its_last_pong_once() {
+        let feed = Feed::new(Some(1), || true);
         let mut portal = subscribed(&feed);
         assert_eq!(portal.next().await, Some(Line::Changed(1)));
+        portal.send(Line::Ping(1)).await;
+        assert_eq!(portal.next().await, Some(Line::Pong(1)));
         drop(portal);
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         let started = Instant::now();
@@ -319,15 +346,64 @@ mod tests {
         feed.reached(2).await;
 
         let waited = started.elapsed();
-        assert!(waited > ACK_LIMIT / 2 && waited <= ACK_LIMIT, "waited {waited:?}");
+        assert!(waited > LEASE / 2 && waited <= LEASE, "waited {waited:?}");
         let started = Instant::now();
         feed.reached(2).await;
         assert_eq!(started.elapsed(), std::time::Duration::ZERO, "and only once");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn subscribers_hanging_up_one_after_another_never_hold_a_write_past_its_limit() {
+        let feed = Feed::new(Some(1), || true);
+        let mut portals = vec![];
+        for _ in 0..3 {
+            let mut portal = subscribed(&feed);
+            assert_eq!(portal.next().await, Some(Line::Changed(1)));
+            portals.push(portal);
+        }
+        feed.moved_to(2);
+        let started = Instant::now();
+        let reached = tokio::spawn({
+            let feed = feed.clone();
+            async move {
+                feed.reached(2).await;
+                started.elapsed()
+            }
+        });
+        // Each renews its lease and hangs up just before the lease of the
+        // one before runs out: waited out one after another, their leases
+        // would hold the write for about three leases.
+        for mut portal in portals {
+            portal.send(Line::Ping(1)).await;
+            while portal.next().await != Some(Line::Pong(1)) {}
+            drop(portal);
+            tokio::time::sleep(LEASE - std::time::Duration::from_millis(10)).await;
+        }
+        let waited = reached.await.expect("no panic");
+
+        assert!(waited <= ACK_LIMIT, "waited {waited:?}");
+    }
+
+    #[tokio::test]
+    async fn a_grading_that_cannot_tell_whether_it_heard_every_write_answers_no_ping() {
+        let trusted = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let feed = Feed::new(Some(1), {
+            let trusted = trusted.clone();
+            move || trusted.load(Ordering::SeqCst)
+        });
+        let mut portal = subscribed(&feed);
+        assert_eq!(portal.next().await, Some(Line::Changed(1)));
+
+        trusted.store(false, Ordering::SeqCst);
+        portal.send(Line::Ping(1)).await;
+
+        assert_eq!(portal.next().await, None, "no pong: the subscription ends");
+        assert_eq!(feed.subscribe().err(), Some(Refused::Deaf));
+    }
+
     #[tokio::test]
     async fn nobody_subscribes_while_grading_cannot_hear_other_instances_and_deafness_ends_subscriptions() {
-        let feed = Feed::new(Some(1));
+        let feed = Feed::new(Some(1), || true);
         let mut portal = subscribed(&feed);
         assert_eq!(portal.next().await, Some(Line::Changed(1)));
 
@@ -336,13 +412,15 @@ mod tests {
         assert_eq!(portal.next().await, None);
         assert_eq!(feed.subscribe().err(), Some(Refused::Deaf));
         feed.moved_to(3);
+        assert_eq!(feed.subscribe().err(), Some(Refused::Deaf), "a local write does not make it hear");
+        feed.listening(4);
         assert!(feed.subscribe().is_ok());
     }
 
     #[tokio::test]
     async fn a_line_too_long_or_unknown_ends_the_subscription() {
         for garbage in [vec![b'1'; MAX_LINE + 1], b"hello 1\n".to_vec()] {
-            let feed = Feed::new(Some(1));
+            let feed = Feed::new(Some(1), || true);
             let mut portal = subscribed(&feed);
             assert_eq!(portal.next().await, Some(Line::Changed(1)));
 

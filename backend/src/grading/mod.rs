@@ -158,8 +158,10 @@ impl Grading {
     pub fn new(db: Db) -> Self {
         let cache = Arc::new(ReadCache::default());
         cache.complete.store(!db.is_shared(), Ordering::SeqCst);
-        let feed = feed::Feed::new(cache.generation());
-        Self { writes: Writes::new(db.clone()), db, cache, feed, told: Arc::default() }
+        let writes = Writes::new(db.clone());
+        let hears = writes.clone();
+        let feed = feed::Feed::new(cache.generation(), move || hears.hears_everything());
+        Self { writes, db, cache, feed, told: Arc::default() }
     }
 
     /// After a write of ours: the snapshots are dropped and every subscriber
@@ -187,21 +189,35 @@ impl Grading {
     }
 
     /// What the database told of the instances' writes (see
-    /// [`db::Writes::watch_changes`]): the same, for theirs.
-    async fn changed(&self, change: db::Change) {
+    /// [`db::Writes::watch_changes`]), applied at once; for a write, the
+    /// wait for our subscribers to hear of it.
+    fn changed(&self, change: db::Change) -> Option<impl Future<Output = ()> + Send + 'static> {
         match change {
-            db::Change::Wrote => self.wrote().await,
+            db::Change::Wrote => {
+                let generation = self.cache.invalidate();
+                self.feed.moved_to(generation);
+                let feed = self.feed.clone();
+                Some(async move { feed.reached(generation).await })
+            }
             db::Change::Listening => {
                 let generation = self.cache.invalidate();
                 self.cache.complete.store(true, Ordering::SeqCst);
-                self.feed.moved_to(generation);
+                self.feed.listening(generation);
+                None
             }
             db::Change::Deaf => {
                 self.cache.complete.store(false, Ordering::SeqCst);
                 self.cache.invalidate();
                 self.feed.deaf();
+                None
             }
         }
+    }
+
+    /// The generation reads may use and keep answers at, or `None` while
+    /// writes may go unnoticed (see [`ReadCache::generation`]).
+    fn generation(&self) -> Option<u64> {
+        self.cache.generation().filter(|_| self.writes.hears_everything())
     }
 }
 
@@ -232,13 +248,8 @@ pub async fn serve(
     // Other instances' writes, on PostgreSQL; nothing to do on SQLite.
     let watching = shutdown.child_token();
     let (grading, token) = (Arc::new(state.clone()), watching.clone());
-    let watcher = tokio::spawn(async move {
-        let report = |change| {
-            let grading = grading.clone();
-            async move { grading.changed(change).await }
-        };
-        grading.writes.watch_changes(report, token).await
-    });
+    let watcher =
+        tokio::spawn(async move { grading.writes.watch_changes(|change| grading.changed(change), token).await });
     let served = gradebook_runtime::serve(listener, runtime, router(state), shutdown).await;
     // Taken off HTTP, subscriptions outlive the server's drain.
     feed.close();
@@ -253,7 +264,7 @@ pub async fn serve(
 async fn list_students(State(g): State<Arc<Grading>>, request: Request) -> Result<Response, GradingError> {
     let request = request.headers();
     let cache = &g.cache;
-    let Some(generation) = cache.generation() else {
+    let Some(generation) = g.generation() else {
         return Ok(Answer::new(&g.db.students().await?).respond(request));
     };
     if let Some((at, answer)) = &*cache.list.read().unwrap_or_else(|p| p.into_inner())
@@ -273,7 +284,7 @@ async fn get_student(
 ) -> Result<Response, GradingError> {
     let request = request.headers();
     let cache = &g.cache;
-    let generation = cache.generation();
+    let generation = g.generation();
     if let Some(generation) = generation
         && let Some((at, answer)) = cache.students.read().unwrap_or_else(|p| p.into_inner()).get(&id)
         && *at == generation
