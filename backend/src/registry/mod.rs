@@ -9,10 +9,12 @@
 //! - [`table`]: the state machine, free of I/O (health, and what each
 //!   dependent has been told);
 //! - [`tasks`]: the prober and the patch deliverer of each registration;
+//! - [`probe`]: one heartbeat probe, over a connection its prober keeps;
 //! - [`validate`]: what a registration must look like.
 
 mod error;
 mod http;
+mod probe;
 mod state;
 mod table;
 mod tasks;

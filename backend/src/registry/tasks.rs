@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 use gradebook_shared::registry::PushedPatch;
 
 use super::Registry;
+use super::probe::Probe;
+use super::state::ProbeTarget;
 
 /// Handles on the tasks of one registration.
 pub(super) struct Handles {
@@ -151,8 +153,14 @@ impl ProbeMetrics {
 
 async fn prober(registry: Registry, url: String, cancel: CancellationToken, probe_now: Arc<Notify>) {
     let timeout = registry.config().policy.timeout;
+    let token = registry.config().token.clone();
     let metrics = ProbeMetrics::get();
     let Some(mut target) = registry.probe_target(&url) else { return };
+    let new_probe = |target: &ProbeTarget| match &target.heartbeat {
+        Ok(url) => Ok(Probe::new(url, token.as_deref())),
+        Err(why) => Err(why.clone()),
+    };
+    let mut probe = new_probe(&target);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -160,10 +168,12 @@ async fn prober(registry: Registry, url: String, cancel: CancellationToken, prob
             _ = probe_now.notified() => {}
         }
         let started = Instant::now();
-        let outcome = match &target.heartbeat {
-            Ok(heartbeat) => tokio::select! {
+        let outcome = match &mut probe {
+            Ok(probe) => tokio::select! {
+                biased;
                 _ = cancel.cancelled() => return,
-                outcome = probe(registry.client(), heartbeat, timeout) => outcome,
+                outcome = probe.run(registry.client()) => outcome,
+                _ = tokio::time::sleep(timeout) => Err("timed out".to_owned()),
             },
             Err(why) => Err(format!("heartbeat URL does not parse: {why}")),
         };
@@ -181,25 +191,7 @@ async fn prober(registry: Registry, url: String, cancel: CancellationToken, prob
             // Registered again (perhaps with a new heartbeat URL).
             let Some(fresh) = registry.probe_target(&url) else { return };
             target = fresh;
+            probe = new_probe(&target);
         }
     }
-}
-
-/// Most of a heartbeat answer the registry reads.
-const PROBE_BODY_LIMIT: usize = 64 * 1024;
-
-async fn probe(client: &reqwest::Client, url: &reqwest::Url, timeout: Duration) -> Result<(), String> {
-    let describe = |e: reqwest::Error| gradebook_runtime::http::describe(&e);
-    let mut response = client.get(url.clone()).timeout(timeout).send().await.map_err(describe)?;
-    let status = response.status();
-    // Reading the (tiny) body lets the connection go back to the pool; a
-    // huge or endless one is cut off (and its connection dropped).
-    let mut read = 0;
-    while let Some(chunk) = response.chunk().await.map_err(describe)? {
-        read += chunk.len();
-        if read > PROBE_BODY_LIMIT {
-            break;
-        }
-    }
-    if status.is_success() { Ok(()) } else { Err(format!("heartbeat answered {status}")) }
 }
