@@ -161,19 +161,27 @@ async fn prober(registry: Registry, url: String, cancel: CancellationToken, prob
         Err(why) => Err(why.clone()),
     };
     let mut probe = new_probe(&target);
+    // Made once, not once per wait: each one made is registered with the
+    // token and unregistered again.
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
+    // Set again after each probe (its deadline has a timer of its own: one
+    // pushed later would be woken at the old time only to be put back).
+    let next = tokio::time::sleep(target.delay);
+    tokio::pin!(next);
     loop {
         tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(target.delay) => {}
+            _ = &mut cancelled => return,
+            _ = &mut next => {}
             _ = probe_now.notified() => {}
         }
         let started = Instant::now();
         let outcome = match &mut probe {
             Ok(probe) => tokio::select! {
                 biased;
-                _ = cancel.cancelled() => return,
+                _ = &mut cancelled => return,
                 outcome = probe.run(registry.client()) => outcome,
-                _ = tokio::time::sleep(timeout) => Err("timed out".to_owned()),
+                _ = tokio::time::sleep_until(started + timeout) => Err("timed out".to_owned()),
             },
             Err(why) => Err(format!("heartbeat URL does not parse: {why}")),
         };
@@ -193,5 +201,6 @@ async fn prober(registry: Registry, url: String, cancel: CancellationToken, prob
             target = fresh;
             probe = new_probe(&target);
         }
+        next.as_mut().reset(Instant::now() + target.delay);
     }
 }
