@@ -1,16 +1,20 @@
 //! One heartbeat probe, as cheaply as it can be done: with 10,000 services
 //! probed every second, the registry does little else.
 //!
-//! A plain `http` heartbeat is probed over an HTTP/1.1 connection that its
-//! prober owns and keeps between probes: the request is written once per
-//! registration and sent in one write, the answer read into one small buffer
-//! and parsed (with `httparse`, hyper's own parser) in the prober's task: no
-//! shared pool (and its lock), no task per connection, no channels between
-//! tasks, no header maps. A connection that the service closed meanwhile is
-//! replaced, and a probe that fails on a kept connection before any byte of
-//! an answer came is tried once more on a fresh one (a GET changes nothing).
-//! An `https` heartbeat goes through the shared client, as every probe did
-//! before.
+//! A plain `http` heartbeat is probed over a kept-alive HTTP/1.1 connection
+//! in the prober's own task: the request is written once per registration
+//! and sent in one write, the answer read into one small buffer and parsed
+//! (with `httparse`, hyper's own parser): no task per connection, no
+//! channels between tasks, no header maps, no URL parsed again. Idle
+//! connections are kept by address, each address's found once per
+//! registration: a service on its own address gets one connection that
+//! stays, and registrations sharing an address share a few (so 10,000 of
+//! them behind one port do not take 10,000 sockets). A connection that the
+//! service closed meanwhile is replaced, one idle for 30 s is closed (as the
+//! shared client's pool did), and a probe that fails on a kept connection
+//! before any byte of an answer came is tried once more on a fresh one (a
+//! GET changes nothing). An `https` heartbeat goes through the shared
+//! client, as every probe did before.
 //!
 //! Either way the rules are the same: the caller sets one deadline for the
 //! whole probe (connecting, asking, reading), redirects are never followed
@@ -19,11 +23,15 @@
 //! is success, and the cluster token goes with every probe when there is one
 //! (a service on our runtime counts only such probes as the registry's).
 
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use hyper::http::{HeaderValue, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// Most of a heartbeat answer's body the registry reads.
 pub(super) const PROBE_BODY_LIMIT: usize = 64 * 1024;
@@ -33,6 +41,82 @@ const HEAD_LIMIT: usize = 64 * 1024;
 
 /// Headers an answer may have (as many as hyper allows).
 const MAX_HEADERS: usize = 100;
+
+/// How long an idle probe connection is kept (as long as the shared
+/// client's pool keeps one).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The idle probe connections of every address the registry probes over
+/// plain `http`, shared by its probers.
+#[derive(Default)]
+pub(super) struct Connections {
+    inner: Mutex<Addresses>,
+}
+
+#[derive(Default)]
+struct Addresses {
+    /// An address's idle connections live as long as one of its probers.
+    by_address: HashMap<Address, Weak<Idle>>,
+    /// How many addresses were left after the last sweep of dead ones.
+    swept: usize,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Address {
+    host: Host,
+    port: u16,
+}
+
+/// The idle connections to one address, the most recently used last, each
+/// with when it was put back.
+#[derive(Default)]
+struct Idle {
+    conns: Mutex<VecDeque<(TcpStream, Instant)>>,
+}
+
+impl Connections {
+    fn idle(&self, address: &Address) -> Arc<Idle> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(idle) = inner.by_address.get(address).and_then(Weak::upgrade) {
+            return idle;
+        }
+        let idle = Arc::new(Idle::default());
+        inner.by_address.insert(address.clone(), Arc::downgrade(&idle));
+        if inner.by_address.len() > 2 * inner.swept.max(64) {
+            inner.by_address.retain(|_, idle| idle.strong_count() > 0);
+            inner.swept = inner.by_address.len();
+        }
+        idle
+    }
+}
+
+impl Idle {
+    fn conns(&self) -> std::sync::MutexGuard<'_, VecDeque<(TcpStream, Instant)>> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The most recently used idle connection that is still open.
+    fn take(&self) -> Option<TcpStream> {
+        loop {
+            let (conn, _) = self.conns().pop_back()?;
+            // Checked (and, if closed, dropped) outside the lock.
+            if still_open(&conn) {
+                return Some(conn);
+            }
+        }
+    }
+
+    /// Keeps `conn` for the next probe; closes those idle too long.
+    fn put(&self, conn: TcpStream, now: Instant) {
+        let stale = {
+            let mut conns = self.conns();
+            conns.push_back((conn, now));
+            let fresh = conns.iter().position(|(_, at)| now.duration_since(*at) < IDLE_TIMEOUT).unwrap_or(conns.len());
+            conns.drain(..fresh).collect::<Vec<_>>()
+        };
+        drop(stale);
+    }
+}
 
 /// Probes one heartbeat URL, again and again.
 pub(super) struct Probe {
@@ -46,15 +130,15 @@ enum How {
     Client(reqwest::Url),
 }
 
-/// A plain `http` heartbeat: where to connect, the request, and the
-/// connection kept from the last probe.
+/// A plain `http` heartbeat: where to connect, the request, and the idle
+/// connections to its address.
 struct Plain {
-    host: Host,
-    port: u16,
+    address: Address,
     request: Box<[u8]>,
-    conn: Option<TcpStream>,
+    idle: Arc<Idle>,
 }
 
+#[derive(Clone, PartialEq, Eq, Hash)]
 enum Host {
     Ip(std::net::IpAddr),
     Name(String),
@@ -76,8 +160,8 @@ impl Failure {
 impl Probe {
     /// `token`: the cluster token, sent as `Authorization: Bearer` with
     /// every probe.
-    pub fn new(url: &reqwest::Url, token: Option<&str>) -> Self {
-        let how = match Plain::new(url, token) {
+    pub fn new(url: &reqwest::Url, token: Option<&str>, connections: &Connections) -> Self {
+        let how = match Plain::new(url, token, connections) {
             Some(plain) => How::Plain(plain),
             None => How::Client(url.clone()),
         };
@@ -95,7 +179,7 @@ impl Probe {
 }
 
 impl Plain {
-    fn new(url: &reqwest::Url, token: Option<&str>) -> Option<Self> {
+    fn new(url: &reqwest::Url, token: Option<&str>, connections: &Connections) -> Option<Self> {
         if url.scheme() != "http" || !url.username().is_empty() || url.password().is_some() {
             return None;
         }
@@ -123,13 +207,14 @@ impl Plain {
             request.push_str(&format!("authorization: {bearer}\r\n"));
         }
         request.push_str("\r\n");
-        Some(Self { host, port, request: request.into_bytes().into(), conn: None })
+        let address = Address { host, port };
+        Some(Self { idle: connections.idle(&address), address, request: request.into_bytes().into() })
     }
 
     async fn probe(&mut self) -> Result<(), String> {
-        // The connection is taken out for the probe and put back only when
-        // it can carry another: a probe dropped at its deadline drops it too.
-        let outcome = match self.conn.take().filter(still_open) {
+        // A connection is taken out for the probe and put back only when it
+        // can carry another: a probe dropped at its deadline drops it too.
+        let outcome = match self.idle.take() {
             Some(kept) => match self.exchange(kept).await {
                 Err(f) if f.before_answer => {
                     tracing::debug!(why = %f.why, "kept heartbeat connection failed, probing on a fresh one");
@@ -143,10 +228,11 @@ impl Plain {
     }
 
     async fn probe_fresh(&mut self) -> Result<(), Failure> {
-        let stream = match &self.host {
-            Host::Ip(ip) => TcpStream::connect(SocketAddr::new(*ip, self.port)).await,
+        let Address { host, port } = &self.address;
+        let stream = match host {
+            Host::Ip(ip) => TcpStream::connect(SocketAddr::new(*ip, *port)).await,
             // Every address the name resolves to, in turn.
-            Host::Name(name) => TcpStream::connect((name.as_str(), self.port)).await,
+            Host::Name(name) => TcpStream::connect((name.as_str(), *port)).await,
         };
         let stream = stream.map_err(|_| Failure::new("connection failed"))?;
         // The request goes out in one write; don't hold it back.
@@ -202,7 +288,7 @@ impl Plain {
             body.take(&buf)?;
         }
         if keep && !body.overran {
-            self.conn = Some(stream);
+            self.idle.put(stream, Instant::now());
         }
         if status.is_success() { Ok(()) } else { Err(Failure::new(format!("heartbeat answered {status}"))) }
     }
@@ -521,7 +607,7 @@ mod tests {
     #[tokio::test]
     async fn a_probe_asks_for_the_path_and_query_with_the_host_and_the_token() {
         let svc = service("/svc/7/heartbeat?x=1", |_, _| (OK.into(), false)).await;
-        let mut p = Probe::new(&svc.url, Some("s3cret"));
+        let mut p = Probe::new(&svc.url, Some("s3cret"), &Connections::default());
         assert_eq!(probe(&mut p).await, Ok(()));
         let head = svc.heads.lock().unwrap()[0].to_lowercase();
         let port = svc.url.port().unwrap();
@@ -529,7 +615,7 @@ mod tests {
         assert!(head.contains(&format!("\r\nhost: 127.0.0.1:{port}\r\n")), "{head}");
         assert!(head.contains("\r\nauthorization: bearer s3cret\r\n"), "{head}");
 
-        let mut p = Probe::new(&svc.url, None);
+        let mut p = Probe::new(&svc.url, None, &Connections::default());
         assert_eq!(probe(&mut p).await, Ok(()));
         assert!(!svc.heads.lock().unwrap()[1].to_lowercase().contains("authorization"));
     }
@@ -537,7 +623,7 @@ mod tests {
     #[tokio::test]
     async fn probes_share_one_kept_connection() {
         let svc = service("/heartbeat", |_, _| (OK.into(), false)).await;
-        let mut p = Probe::new(&svc.url, None);
+        let mut p = Probe::new(&svc.url, None, &Connections::default());
         for _ in 0..5 {
             assert_eq!(probe(&mut p).await, Ok(()));
         }
@@ -549,7 +635,7 @@ mod tests {
     async fn a_connection_the_service_closed_between_probes_is_replaced() {
         // Answers as if it kept the connection, then closes it.
         let svc = service("/heartbeat", |_, _| (OK.into(), true)).await;
-        let mut p = Probe::new(&svc.url, None);
+        let mut p = Probe::new(&svc.url, None, &Connections::default());
         for _ in 0..3 {
             assert_eq!(probe(&mut p).await, Ok(()));
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -562,7 +648,7 @@ mod tests {
         // The second request on a connection is read and never answered.
         let svc =
             service("/heartbeat", |_, request| if request == 0 { (OK.into(), false) } else { (vec![], true) }).await;
-        let mut p = Probe::new(&svc.url, None);
+        let mut p = Probe::new(&svc.url, None, &Connections::default());
         assert_eq!(probe(&mut p).await, Ok(()));
         assert_eq!(probe(&mut p).await, Ok(()));
         assert_eq!(svc.connections.load(Ordering::SeqCst), 2);
@@ -572,7 +658,7 @@ mod tests {
     #[tokio::test]
     async fn a_service_that_never_answers_fails_without_a_second_try_on_a_fresh_connection() {
         let svc = service("/heartbeat", |_, _| (vec![], true)).await;
-        let mut p = Probe::new(&svc.url, None);
+        let mut p = Probe::new(&svc.url, None, &Connections::default());
         let why = probe(&mut p).await.unwrap_err();
         assert!(why.contains("connection closed before message completed"), "{why}");
         assert_eq!(svc.connections.load(Ordering::SeqCst), 1);
@@ -584,7 +670,7 @@ mod tests {
             (b"HTTP/1.1 302 Found\r\nlocation: /elsewhere\r\ncontent-length: 0\r\n\r\n".to_vec(), false)
         })
         .await;
-        let mut p = Probe::new(&svc.url, None);
+        let mut p = Probe::new(&svc.url, None, &Connections::default());
         assert_eq!(probe(&mut p).await, Err("heartbeat answered 302 Found".into()));
         assert_eq!(probe(&mut p).await, Err("heartbeat answered 302 Found".into()));
         let heads = svc.heads.lock().unwrap();
@@ -600,7 +686,7 @@ mod tests {
             (answer, false)
         })
         .await;
-        let mut p = Probe::new(&svc.url, None);
+        let mut p = Probe::new(&svc.url, None, &Connections::default());
         assert_eq!(probe(&mut p).await, Ok(()));
         assert_eq!(probe(&mut p).await, Ok(()));
         assert_eq!(svc.connections.load(Ordering::SeqCst), 2);
@@ -612,7 +698,7 @@ mod tests {
             (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n3\r\n!!!\r\n0\r\n\r\n".to_vec(), false)
         })
         .await;
-        let mut p = Probe::new(&svc.url, None);
+        let mut p = Probe::new(&svc.url, None, &Connections::default());
         assert_eq!(probe(&mut p).await, Ok(()));
         assert_eq!(probe(&mut p).await, Ok(()));
         assert_eq!(svc.connections.load(Ordering::SeqCst), 1);
@@ -622,7 +708,7 @@ mod tests {
     async fn an_answer_whose_body_stalls_is_not_a_success() {
         let svc =
             service("/heartbeat", |_, _| (b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nok".to_vec(), false)).await;
-        let mut p = Probe::new(&svc.url, None);
+        let mut p = Probe::new(&svc.url, None, &Connections::default());
         let client = reqwest::Client::new();
         assert!(tokio::time::timeout(Duration::from_millis(300), p.run(&client)).await.is_err());
         // The connection caught mid-answer is not used again.
@@ -635,12 +721,13 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/heartbeat", listener.local_addr().unwrap()).parse().unwrap();
         drop(listener);
-        assert_eq!(probe(&mut Probe::new(&url, None)).await, Err("connection failed".into()));
+        assert_eq!(probe(&mut Probe::new(&url, None, &Connections::default())).await, Err("connection failed".into()));
     }
 
     #[test]
     fn https_and_odd_urls_go_through_the_shared_client() {
-        let plain = |u: &str| matches!(Probe::new(&u.parse().unwrap(), None).how, How::Plain(_));
+        let plain =
+            |u: &str| matches!(Probe::new(&u.parse().unwrap(), None, &Connections::default()).how, How::Plain(_));
         assert!(plain("http://127.0.0.1:8080/heartbeat"));
         assert!(plain("http://[::1]:8080/heartbeat"));
         assert!(plain("http://localhost/heartbeat"));
@@ -650,7 +737,7 @@ mod tests {
 
     #[test]
     fn the_request_is_written_once_with_the_host_as_reqwest_sends_it() {
-        let request = |u: &str, token| match Probe::new(&u.parse().unwrap(), token).how {
+        let request = |u: &str, token| match Probe::new(&u.parse().unwrap(), token, &Connections::default()).how {
             How::Plain(p) => String::from_utf8(p.request.into()).unwrap(),
             How::Client(_) => unreachable!(),
         };
@@ -732,12 +819,12 @@ mod tests {
             _ => (b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok".to_vec(), false),
         })
         .await;
-        let mut p = Probe::new(&svc.url, None);
+        let mut p = Probe::new(&svc.url, None, &Connections::default());
         assert_eq!(probe(&mut p).await, Ok(()));
         assert_eq!(svc.connections.load(Ordering::SeqCst), 1);
-        let mut p = Probe::new(&svc.url, None);
+        let mut p = Probe::new(&svc.url, None, &Connections::default());
         assert_eq!(probe(&mut p).await, Ok(()), "read until close");
-        let mut p = Probe::new(&svc.url, None);
+        let mut p = Probe::new(&svc.url, None, &Connections::default());
         assert_eq!(probe(&mut p).await, Ok(()));
         assert_eq!(probe(&mut p).await, Ok(()), "a connection the answer closed is not reused");
         assert_eq!(svc.connections.load(Ordering::SeqCst), 4);
@@ -746,7 +833,53 @@ mod tests {
     #[tokio::test]
     async fn a_garbled_answer_is_a_failure() {
         let svc = service("/heartbeat", |_, _| (b"hello there\r\n\r\n".to_vec(), false)).await;
-        let why = probe(&mut Probe::new(&svc.url, None)).await.unwrap_err();
+        let why = probe(&mut Probe::new(&svc.url, None, &Connections::default())).await.unwrap_err();
         assert!(why.starts_with("invalid answer"), "{why}");
+    }
+
+    #[tokio::test]
+    async fn probers_of_one_address_share_its_idle_connections_while_one_of_them_lives() {
+        let svc = service("/svc/1/heartbeat", |_, _| (OK.into(), false)).await;
+        let connections = Connections::default();
+        let mut other_path = svc.url.clone();
+        other_path.set_path("/svc/2/heartbeat");
+        let mut first = Probe::new(&svc.url, None, &connections);
+        let mut second = Probe::new(&other_path, None, &connections);
+        for _ in 0..3 {
+            assert_eq!(probe(&mut first).await, Ok(()));
+            assert_eq!(probe(&mut second).await, Ok(()));
+        }
+        assert_eq!(svc.connections.load(Ordering::SeqCst), 1);
+        let heads = svc.heads.lock().unwrap().clone();
+        assert!(heads[1].starts_with("GET /svc/2/heartbeat "), "{heads:?}");
+
+        let address = match &first.how {
+            How::Plain(plain) => plain.address.clone(),
+            How::Client(_) => unreachable!(),
+        };
+        drop(first);
+        let idle = |c: &Connections| c.inner.lock().unwrap().by_address[&address].upgrade();
+        assert!(idle(&connections).is_some());
+        drop(second);
+        assert!(idle(&connections).is_none(), "the idle connections go with the last prober");
+        // Another address gets its own.
+        let elsewhere = service("/heartbeat", |_, _| (OK.into(), false)).await;
+        assert_eq!(probe(&mut Probe::new(&elsewhere.url, None, &connections)).await, Ok(()));
+        assert_eq!(elsewhere.connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_idle_for_30_s_is_closed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let idle = Idle::default();
+        let t0 = Instant::now();
+        idle.put(TcpStream::connect(addr).await.unwrap(), t0);
+        idle.put(TcpStream::connect(addr).await.unwrap(), t0 + Duration::from_secs(29));
+        assert_eq!(idle.conns().len(), 2);
+        idle.put(TcpStream::connect(addr).await.unwrap(), t0 + Duration::from_secs(31));
+        let left: Vec<Instant> = idle.conns().iter().map(|(_, at)| *at).collect();
+        assert_eq!(left, [t0 + Duration::from_secs(29), t0 + Duration::from_secs(31)]);
+        assert!(idle.take().is_some(), "the most recent one, still open");
     }
 }

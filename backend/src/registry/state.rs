@@ -15,6 +15,7 @@ use gradebook_shared::registry::{Patch, PatchEntry, Registration, ServiceStatus}
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::probe::Connections;
 use super::table::{Diff, Table, Transition};
 use super::tasks::{self, Handles};
 use super::{Config, RegistryError};
@@ -33,6 +34,8 @@ struct Inner {
     /// microseconds, so a restarted registry's numbers are larger still.
     next_seq: std::sync::atomic::AtomicU64,
     client: reqwest::Client,
+    /// Idle connections of plain http probes, by address.
+    connections: Connections,
     shutdown: CancellationToken,
 }
 
@@ -101,6 +104,7 @@ impl Registry {
                         .map_or(1, |d| d.as_micros() as u64),
                 ),
                 client,
+                connections: Connections::default(),
                 shutdown,
             }),
         };
@@ -120,6 +124,10 @@ impl Registry {
 
     pub(super) fn client(&self) -> &reqwest::Client {
         &self.inner.client
+    }
+
+    pub(super) fn probe_connections(&self) -> &Connections {
+        &self.inner.connections
     }
 
     pub(super) fn shutdown(&self) -> &CancellationToken {

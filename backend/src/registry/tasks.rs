@@ -157,7 +157,7 @@ async fn prober(registry: Registry, url: String, cancel: CancellationToken, prob
     let metrics = ProbeMetrics::get();
     let Some(mut target) = registry.probe_target(&url) else { return };
     let new_probe = |target: &ProbeTarget| match &target.heartbeat {
-        Ok(url) => Ok(Probe::new(url, token.as_deref())),
+        Ok(url) => Ok(Probe::new(url, token.as_deref(), registry.probe_connections())),
         Err(why) => Err(why.clone()),
     };
     let mut probe = new_probe(&target);
