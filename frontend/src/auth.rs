@@ -435,9 +435,8 @@ pub struct Gate {
 /// API token), sends an anonymous visitor to sign in, refuses cross-site
 /// state changes and what the viewer's role does not allow, and hands the
 /// [`Viewer`] on in the request's (and the response's) extensions.
-pub async fn authenticate(State(gate): State<Gate>, mut request: Request, next: Next) -> Response {
+pub async fn authenticate(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -> Response {
     let security = gate.backends.security.clone();
-    let path = request.uri().path().to_owned();
     let method = request.method().clone();
     let Some(key) = security.inner.key.clone() else {
         // Open: anyone may change grades, but a page of another site may
@@ -450,6 +449,7 @@ pub async fn authenticate(State(gate): State<Gate>, mut request: Request, next: 
         response.extensions_mut().insert(Viewer::Open);
         return response;
     };
+    let path = request.uri().path().to_owned();
     if path == "/signin" || path == "/healthz" || path.starts_with(&gate.static_prefix) {
         return next.run(request).await;
     }

@@ -3,7 +3,7 @@
 //! connections, deadlines, failover), takes the no-JavaScript form post, and
 //! registers as `Portal`.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -120,22 +120,24 @@ async fn root(viewer: Option<axum::Extension<Viewer>>) -> Redirect {
 /// Error answers of the pages (a wrong method, a refused form post) come as
 /// an HTML page saying what went wrong, not an empty body or JSON: a browser
 /// shows them to a person. The API and `/healthz` keep their JSON errors.
-async fn html_errors(State(options): State<LeptosOptions>, request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
-    let method = request.method().clone();
+async fn html_errors(State(options): State<Arc<LeptosOptions>>, request: Request, next: Next) -> Response {
+    // Kept as they came (a copy of a URI shares its bytes): most answers
+    // are not errors, and need neither.
+    let (uri, method) = (request.uri().clone(), request.method().clone());
+    let path = uri.path();
+    let is_api = path == "/api" || path.starts_with("/api/") || path == "/healthz" || path == "/metrics";
     let response = next.run(request).await;
     let status = response.status();
-    // Set by `auth::authenticate`, inside this layer.
-    let viewer = response.extensions().get::<Viewer>().cloned();
     let is_html = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
-    let is_api = path == "/api" || path.starts_with("/api/") || path == "/healthz" || path == "/metrics";
     if !(status.is_client_error() || status.is_server_error()) || is_html || is_api {
         return response;
     }
+    // Set by `auth::authenticate`, inside this layer.
+    let viewer = response.extensions().get::<Viewer>().cloned();
     let (parts, body) = response.into_parts();
     // Error bodies are short; one that is not says nothing a reader needs.
     let body = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
@@ -220,12 +222,12 @@ pub fn router(options: LeptosOptions, backends: Backends) -> Router {
         .route("/api/services", get(api_services))
         .route("/api/logs", get(api_logs))
         .route("/api/logs/stream", get(api_log_stream))
-        .route("/students/{id}/grades", post(form_add_grade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/{*rest}", any(|| async { ApiError::new(404, "no such endpoint") }))
         .with_state(backends.clone())
         .merge(from_grading);
-    let gate = auth::Gate { backends: backends.clone(), static_prefix: format!("/{}/", options.site_pkg_dir) };
+    let gate =
+        Arc::new(auth::Gate { backends: backends.clone(), static_prefix: format!("/{}/", options.site_pkg_dir) });
     // `/` is answered by `root`, not by the app.
     let routes = route_list().into_iter().filter(|r| r.path() != "/").collect::<Vec<_>>();
     let pages = Router::new()
@@ -246,12 +248,19 @@ pub fn router(options: LeptosOptions, backends: Backends) -> Router {
         .with_state(options.clone())
         .layer(axum::middleware::from_fn_with_state((backends.clone(), cache), page_cache::serve_cached));
     // `auth` runs inside `html_errors`, so its refusals of pages become
-    // HTML pages and its viewer reaches the error pages.
-    gradebook_runtime::http::finish_api(api, 64 * 1024)
-        .merge(pages)
+    // HTML pages and its viewer reaches the error pages. The API's errors
+    // stay JSON: it is not behind `html_errors` at all.
+    let api = gradebook_runtime::http::finish_api(api, 64 * 1024)
+        .layer(axum::middleware::from_fn_with_state(gate.clone(), auth::authenticate));
+    // The form post without JavaScript answers a person: HTML errors too.
+    let form = Router::new().route("/students/{id}/grades", post(form_add_grade)).with_state(backends.clone());
+    let form = gradebook_runtime::http::finish_api(form, 64 * 1024);
+    let pages = pages
+        .merge(form)
         .merge(auth::routes(backends, options.clone()))
         .layer(axum::middleware::from_fn_with_state(gate, auth::authenticate))
-        .layer(axum::middleware::from_fn_with_state(options, html_errors))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(options), html_errors));
+    api.merge(pages)
 }
 
 /// Serves the portal, registered as `Portal`, until `shutdown`; open or

@@ -55,10 +55,24 @@ pub async fn run() -> Vec<Row> {
         "portal GET /students (server-rendered, via discovery)",
         format!("{page}, {:.2} of grading's rate", page.rps / grading_rate.rps),
     ));
-    let api = wrk(&format!("http://{portal}/api/students"), None);
+    // The goal is a ratio, and this machine's speed drifts between runs:
+    // grading and the portal in turn, three times, and the median ratio.
+    let mut ratios = vec![];
+    let mut runs = vec![];
+    for _ in 0..3 {
+        let grading = wrk(&format!("http://{grading}/students"), None);
+        let api = wrk(&format!("http://{portal}/api/students"), None);
+        ratios.push(api.rps / grading.rps);
+        runs.push(format!("{:.0}/{:.0}", api.rps, grading.rps));
+    }
+    ratios.sort_by(f64::total_cmp);
     rows.push(row(
         "portal GET /api/students (grading's bytes passed on, kept while its change feed is quiet)",
-        format!("{api}, {:.2} of grading's rate", api.rps / grading_rate.rps),
+        format!(
+            "median {:.2} of grading's GET /students, in turn (portal/grading req/s: {})",
+            ratios[1],
+            runs.join(", ")
+        ),
     ));
     // What the feed costs a write: each waits for the portal's acknowledgement.
     let grade = r#"{"Title":"Bench","Type":"Quiz","Score":80}"#;
