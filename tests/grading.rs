@@ -506,6 +506,23 @@ impl Subscriber {
         }
     }
 
+    /// Reads the change `write` makes and holds its acknowledgement back
+    /// for 100 ms: `write` is not answered meanwhile, and is answered 201
+    /// within `limit` of the acknowledgement. The change's number.
+    async fn held_until_acknowledged(
+        &mut self,
+        write: tokio::task::JoinHandle<reqwest::StatusCode>,
+        limit: Duration,
+    ) -> u64 {
+        let change = self.changed().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!write.is_finished(), "answered before the subscriber heard of the write");
+        self.ack(change).await;
+        let status = tokio::time::timeout(limit, write).await.expect("answered once acknowledged");
+        assert_eq!(status.expect("no panic"), 201);
+        change
+    }
+
     async fn ack(&mut self, n: u64) {
         use tokio::io::AsyncWriteExt;
         let line = gradebook_shared::grading::changes::Line::Ack(n).to_bytes();
@@ -525,13 +542,9 @@ async fn a_write_is_answered_only_once_the_change_feed_subscriber_has_acknowledg
         Api::new(&base).add_grade(3, json!({"Title": "Told first", "Type": "Quiz", "Score": 64})).await.status()
     });
 
-    let change = portal.changed().await;
+    let change = portal.held_until_acknowledged(write, Duration::from_millis(400)).await;
+
     assert!(change > first);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!write.is_finished(), "answered before the subscriber heard of it");
-    portal.ack(change).await;
-    let status = tokio::time::timeout(Duration::from_millis(400), write).await.expect("answered once acknowledged");
-    assert_eq!(status.expect("no panic"), 201);
 }
 
 #[tokio::test]
@@ -601,12 +614,7 @@ async fn a_write_on_one_instance_is_answered_only_once_the_other_instances_subsc
         Api::new(&base).add_grade(4, json!({"Title": "Heard on B", "Type": "Quiz", "Score": 2})).await.status()
     });
 
-    let change = portal.changed().await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!write.is_finished(), "A answered before B's subscriber heard of the write");
-    portal.ack(change).await;
-    let status = tokio::time::timeout(Duration::from_millis(900), write).await.expect("answered once acknowledged");
-    assert_eq!(status.expect("no panic"), 201);
+    portal.held_until_acknowledged(write, Duration::from_millis(900)).await;
 }
 
 #[tokio::test]
