@@ -88,3 +88,29 @@ pub async fn hello_world() -> String {
     tokio::spawn(async move { axum::serve(listener, app).await });
     url
 }
+
+/// Two endpoints under wrk in turn, three times each: this machine's speed
+/// drifts between runs, so a ratio of two single runs says little.
+pub struct InTurn {
+    /// The median of ours/theirs.
+    pub ratio: f64,
+    /// Each run's req/s, ours and theirs.
+    pub runs: Vec<(f64, f64)>,
+}
+
+impl InTurn {
+    pub fn measure(ours: &str, theirs: &str, post: Option<(&str, &str)>) -> Self {
+        let runs: Vec<(f64, f64)> = (0..3).map(|_| (wrk(ours, post).rps, wrk(theirs, post).rps)).collect();
+        let mut ratios: Vec<f64> = runs.iter().map(|(ours, theirs)| ours / theirs).collect();
+        ratios.sort_by(f64::total_cmp);
+        Self { ratio: ratios[1], runs }
+    }
+}
+
+impl std::fmt::Display for InTurn {
+    /// The runs, as `ours/theirs req/s, …`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let runs: Vec<String> = self.runs.iter().map(|(ours, theirs)| format!("{ours:.0}/{theirs:.0}")).collect();
+        write!(f, "{} req/s", runs.join(", "))
+    }
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 use gradebook_tests::TempDir;
 use gradebook_tests::process::Proc;
 
-use crate::load::{hello_world, wrk};
+use crate::load::{InTurn, hello_world, wrk};
 use crate::{Row, row};
 
 pub async fn run() -> Vec<Row> {
@@ -67,15 +67,14 @@ pub async fn run() -> Vec<Row> {
 
 /// One endpoint under wrk, ours then the original's, and their ratio.
 fn versus(what: &str, ours: &str, go_port: u16, go_path: &str, post: Option<(&str, &str)>, goal: Option<f64>) -> Row {
-    let ours = wrk(&format!("http://{ours}"), post);
-    let original = wrk(&format!("http://127.0.0.1:{go_port}{go_path}"), post);
-    let ratio = ours.rps / original.rps;
+    let both = InTurn::measure(&format!("http://{ours}"), &format!("http://127.0.0.1:{go_port}{go_path}"), post);
+    let ratio = both.ratio;
     let verdict = match goal {
         Some(goal) if ratio >= goal => format!(" (meets the goal of ≥ {goal}×)"),
         Some(goal) => format!(" (misses the goal of ≥ {goal}×)"),
         None => String::new(),
     };
-    row(what, format!("ours {ours} vs original {original} = {ratio:.2}×{verdict}"))
+    row(what, format!("median {ratio:.2}×{verdict}, in turn (ours/original: {both})"))
 }
 
 /// The original Go program built into a temporary copy (its folder is

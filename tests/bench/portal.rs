@@ -8,7 +8,7 @@ use std::time::Duration;
 use gradebook_tests::TempDir;
 use gradebook_tests::process::{Proc, wait_listening};
 
-use crate::load::{sampled_halfway, wrk};
+use crate::load::{InTurn, sampled_halfway, wrk};
 use crate::{Row, row};
 
 pub async fn run() -> Vec<Row> {
@@ -55,24 +55,10 @@ pub async fn run() -> Vec<Row> {
         "portal GET /students (server-rendered, via discovery)",
         format!("{page}, {:.2} of grading's rate", page.rps / grading_rate.rps),
     ));
-    // The goal is a ratio, and this machine's speed drifts between runs:
-    // grading and the portal in turn, three times, and the median ratio.
-    let mut ratios = vec![];
-    let mut runs = vec![];
-    for _ in 0..3 {
-        let grading = wrk(&format!("http://{grading}/students"), None);
-        let api = wrk(&format!("http://{portal}/api/students"), None);
-        ratios.push(api.rps / grading.rps);
-        runs.push(format!("{:.0}/{:.0}", api.rps, grading.rps));
-    }
-    ratios.sort_by(f64::total_cmp);
+    let api = InTurn::measure(&format!("http://{portal}/api/students"), &format!("http://{grading}/students"), None);
     rows.push(row(
         "portal GET /api/students (grading's bytes passed on, kept while its change feed is quiet)",
-        format!(
-            "median {:.2} of grading's GET /students, in turn (portal/grading req/s: {})",
-            ratios[1],
-            runs.join(", ")
-        ),
+        format!("median {:.2} of grading's GET /students, in turn (portal/grading: {api})", api.ratio),
     ));
     // What the feed costs a write: each waits for the portal's acknowledgement.
     let grade = r#"{"Title":"Bench","Type":"Quiz","Score":80}"#;
