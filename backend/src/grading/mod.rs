@@ -6,8 +6,10 @@
 //! the database. Every write drops that copy before it is answered; with a
 //! shared (PostgreSQL) database every instance also drops it when PostgreSQL
 //! notifies it of another instance's write (see [`db::Writes::watch_changes`]),
-//! and reads go to the database while it cannot listen; a write is answered
-//! only once every listening instance has dropped its copy. Grades are
+//! and reads go to the database while it cannot tell that it heard every
+//! write (not listening, or no beat of its own heard back lately); a write
+//! is answered only once every listening instance has dropped its copy.
+//! Grades are
 //! written in groups sharing one commit (see [`db`]). Every read carries an
 //! `ETag` derived from its content (equal on every instance), and
 //! `If-None-Match` gets a bodiless 304. The portal subscribes to the change
