@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use gradebook_shared::names;
 use gradebook_shared::registry::{Patch, PushedPatch, Registration, session};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::logship;
@@ -516,6 +516,14 @@ pub async fn serve(
     // The portal's handlers ask who connected (it limits sign-ins per
     // address); the services' never do, and spare every request carrying it.
     let drain = runtime.inner.spec.drain_timeout;
+    // Answers go out whole in one write; what writes small lines on a kept
+    // connection (sessions, grading's change feed) must not wait for the
+    // other side's ACK of the previous one (Nagle).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut TcpStream| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let served = if runtime.inner.spec.people_facing {
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let served = axum::serve(listener, app).with_graceful_shutdown(graceful);
