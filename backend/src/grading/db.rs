@@ -156,45 +156,50 @@ macro_rules! on_pool {
     };
 }
 
-/// Inserts the grades of `group` on `conn` (inside a transaction) in one
-/// statement: the grades' IDs, `None` for a student that does not exist
-/// (looked up in the same transaction, so the answer holds at the commit).
+/// Inserts the grades of `group` on `conn` in one statement (on SQLite a
+/// transaction of its own: one trip to the connection's thread and one
+/// commit for the whole group): the grades' IDs, `None` for a student that
+/// does not exist (looked up by the same statement, so the answer holds at
+/// the commit).
 macro_rules! insert_grades {
     ($conn:expr, $group:expr, $database:ty) => {{
         let group: &[Pending] = $group;
-        let mut students: Vec<i64> = group.iter().map(|p| p.student_id).collect();
-        students.sort_unstable();
-        students.dedup();
-        let mut query = sqlx::QueryBuilder::<$database>::new("SELECT id FROM students WHERE id IN (");
-        let mut list = query.separated(", ");
-        for id in &students {
-            list.push_bind(*id);
+        let mut query =
+            sqlx::QueryBuilder::<$database>::new("INSERT INTO grades (student_id, title, kind, score) SELECT * FROM (");
+        query.push_values(group, |mut row, p| {
+            row.push_bind(p.student_id)
+                .push_bind(&p.grade.title)
+                .push_bind(p.grade.kind.as_str())
+                .push_bind(p.grade.score);
+        });
+        query
+            .push(") AS given WHERE column1 IN (SELECT id FROM students) RETURNING id, student_id, title, kind, score");
+        let rows = query.build().fetch_all(&mut *$conn).await?;
+        // RETURNING gives rows in no promised order: each goes to a request
+        // with the same content (equal requests are interchangeable), the
+        // lowest ID to the earliest. (`+ 0.0` makes -0 and 0 one key.)
+        let key =
+            |student: i64, title: String, kind: String, score: f64| (student, title, kind, (score + 0.0).to_bits());
+        let mut stored: HashMap<_, std::collections::VecDeque<i64>> = HashMap::new();
+        for row in &rows {
+            let key = key(row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, row.try_get(4)?);
+            stored.entry(key).or_default().push_back(row.try_get(0)?);
         }
-        query.push(")");
-        let existing: HashSet<i64> =
-            query.build_query_scalar::<i64>().fetch_all(&mut *$conn).await?.into_iter().collect();
-        let stored: Vec<&Pending> = group.iter().filter(|p| existing.contains(&p.student_id)).collect();
-        let mut ids = vec![];
-        if !stored.is_empty() {
-            let mut query =
-                sqlx::QueryBuilder::<$database>::new("INSERT INTO grades (student_id, title, kind, score) ");
-            query.push_values(&stored, |mut row, p| {
-                row.push_bind(p.student_id)
-                    .push_bind(&p.grade.title)
-                    .push_bind(p.grade.kind.as_str())
-                    .push_bind(p.grade.score);
-            });
-            query.push(" RETURNING id");
-            ids = query.build_query_scalar::<i64>().fetch_all(&mut *$conn).await?;
-            // Rows get increasing IDs in the order they are listed, but
-            // RETURNING may give them in any order.
-            ids.sort_unstable();
+        for ids in stored.values_mut() {
+            ids.make_contiguous().sort_unstable();
         }
-        if ids.len() != stored.len() {
-            return Err(sqlx::Error::Protocol(format!("{} grades inserted, {} returned", stored.len(), ids.len())));
+        let ids: Vec<Option<i64>> = group
+            .iter()
+            .map(|p| {
+                let key = key(p.student_id, p.grade.title.clone(), p.grade.kind.as_str().to_owned(), p.grade.score);
+                stored.get_mut(&key).and_then(|ids| ids.pop_front())
+            })
+            .collect();
+        let matched = ids.iter().flatten().count();
+        if matched != rows.len() {
+            return Err(sqlx::Error::Protocol(format!("{} grades stored, {matched} matched", rows.len())));
         }
-        let mut ids = ids.into_iter();
-        group.iter().map(|p| if existing.contains(&p.student_id) { ids.next() } else { None }).collect::<Vec<_>>()
+        ids
     }};
 }
 
@@ -541,11 +546,11 @@ async fn commit_group(
     match pool {
         Db::Sqlite(pool, lock) => {
             let _writing = lock.lock().await;
-            let conn = match writer {
+            let conn: &mut sqlx::SqliteConnection = match writer {
                 Some(conn) => conn,
                 None => writer.insert(pool.acquire().await?),
             };
-            Ok((insert_grades_sqlite(conn, group).await?, 0))
+            Ok((insert_grades!(conn, group, sqlx::Sqlite), 0))
         }
         Db::Postgres(pool) => {
             let mut tx = pool.begin().await?;
@@ -555,45 +560,6 @@ async fn commit_group(
             Ok((ids, notified))
         }
     }
-}
-
-/// Stores `group` on SQLite in one statement, which SQLite runs as one
-/// transaction: one trip to the connection's thread and one commit for the
-/// whole group, where a transaction of its own would take four. Each grade's
-/// ID, `None` for a student that does not exist (looked up by the same
-/// statement, so the answer holds at the commit).
-async fn insert_grades_sqlite(conn: &mut sqlx::SqliteConnection, group: &[Pending]) -> sqlx::Result<Vec<Option<i64>>> {
-    let mut query =
-        sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO grades (student_id, title, kind, score) SELECT * FROM (");
-    query.push_values(group, |mut row, p| {
-        row.push_bind(p.student_id).push_bind(&p.grade.title).push_bind(p.grade.kind.as_str()).push_bind(p.grade.score);
-    });
-    query.push(") WHERE column1 IN (SELECT id FROM students) RETURNING id, student_id, title, kind, score");
-    let rows = query.build().fetch_all(&mut *conn).await?;
-    // RETURNING gives rows in no promised order: each goes to a request
-    // with the same content (equal requests are interchangeable), the
-    // lowest ID to the earliest.
-    // (`+ 0.0` makes -0 and 0 one key.)
-    let key = |student: i64, title: String, kind: String, score: f64| (student, title, kind, (score + 0.0).to_bits());
-    let mut stored: HashMap<_, std::collections::VecDeque<i64>> = HashMap::new();
-    for row in &rows {
-        let key = key(row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, row.try_get(4)?);
-        stored.entry(key).or_default().push_back(row.try_get(0)?);
-    }
-    for ids in stored.values_mut() {
-        ids.make_contiguous().sort_unstable();
-    }
-    let ids: Vec<Option<i64>> = group
-        .iter()
-        .map(|p| {
-            let key = key(p.student_id, p.grade.title.clone(), p.grade.kind.as_str().to_owned(), p.grade.score);
-            stored.get_mut(&key).and_then(|ids| ids.pop_front())
-        })
-        .collect();
-    if ids.iter().flatten().count() != rows.len() {
-        return Err(sqlx::Error::Protocol(format!("{} grades stored, {} matched", rows.len(), ids.len())));
-    }
-    Ok(ids)
 }
 
 /// A notification on [`CHANNEL`].
