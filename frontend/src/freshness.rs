@@ -175,17 +175,16 @@ impl Freshness {
         let mut line = Vec::with_capacity(MAX_LINE);
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let stalled = || "grading does not read its change feed".to_owned();
+        // Bounded: a grading that never reads cannot hold the subscription.
+        let mut send = async |line: Line| match tokio::time::timeout(LEASE, write.write_all(&line.to_bytes())).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err("grading does not read its change feed".to_owned()),
+        };
         loop {
             // What a line may still take: a longer one ends the subscription.
             reader.set_limit(MAX_LINE.saturating_sub(line.len()) as u64);
             tokio::select! {
-                _ = ping.tick() => {
-                    let sent = Line::Ping(self.millis()).to_bytes();
-                    if !matches!(tokio::time::timeout(LEASE, write.write_all(&sent)).await, Ok(Ok(()))) {
-                        return Err(stalled());
-                    }
-                }
+                _ = ping.tick() => send(Line::Ping(self.millis())).await?,
                 // Cancel-safe: what was read stays in `line`.
                 read = reader.read_until(b'\n', &mut line) => {
                     match read {
@@ -196,10 +195,7 @@ impl Freshness {
                     match Line::parse(&line) {
                         Some(Line::Changed(n)) => {
                             self.moved();
-                            let ack = Line::Ack(n).to_bytes();
-                            if !matches!(tokio::time::timeout(LEASE, write.write_all(&ack)).await, Ok(Ok(()))) {
-                                return Err(stalled());
-                            }
+                            send(Line::Ack(n)).await?;
                         }
                         // Only a ping we sent (its time is not in the future)
                         // lends trust.

@@ -86,8 +86,13 @@ impl Feed {
         self.shutdown.cancel();
     }
 
+    /// The subscribers that may still trust something (those whose lease
+    /// ran out are dropped first).
     fn subscribers(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Subscriber>> {
-        self.subscribers.lock().unwrap_or_else(|p| p.into_inner())
+        let mut subscribers = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        subscribers.retain(|_, s| s.distrusts_at.get().is_none_or(|at| *at > now));
+        subscribers
     }
 
     /// Grading now serves `generation` (or newer: concurrent writes may
@@ -119,8 +124,6 @@ impl Feed {
             return Err(Refused::Deaf);
         }
         let mut subscribers = self.subscribers();
-        let now = Instant::now();
-        subscribers.retain(|_, s| s.distrusts_at.get().is_none_or(|at| *at > now));
         if subscribers.len() >= MAX_SUBSCRIBERS {
             return Err(Refused::Full);
         }
@@ -138,12 +141,7 @@ impl Feed {
     /// from a `pong` written before the change, which is less than [`LEASE`]
     /// old. A `pong` is never written after a change not yet written.)
     pub async fn reached(&self, generation: u64) {
-        let subscribers: Vec<Subscriber> = {
-            let mut subscribers = self.subscribers();
-            let now = Instant::now();
-            subscribers.retain(|_, s| s.distrusts_at.get().is_none_or(|at| *at > now));
-            subscribers.values().cloned().collect()
-        };
+        let subscribers: Vec<Subscriber> = self.subscribers().values().cloned().collect();
         let deadline = Instant::now() + ACK_LIMIT;
         for mut subscriber in subscribers {
             let acked = subscriber.acked.wait_for(|acked| *acked >= generation);

@@ -21,7 +21,7 @@ pub mod db;
 pub mod feed;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::extract::{Path, Request, State};
@@ -100,9 +100,6 @@ pub struct Grading {
 #[derive(Default)]
 struct ReadCache {
     generation: AtomicU64,
-    /// Whether every write reaches `generation`: always on SQLite (only we
-    /// write), on PostgreSQL while we listen for the others' writes.
-    complete: AtomicBool,
     list: RwLock<Option<(u64, Answer)>>,
     students: RwLock<HashMap<i64, (u64, Answer)>>,
 }
@@ -146,32 +143,30 @@ impl ReadCache {
     fn invalidate(&self) -> u64 {
         self.generation.fetch_add(1, Ordering::SeqCst) + 1
     }
-
-    /// The generation a read may use and keep answers at, or `None` while
-    /// writes may go unnoticed. Read before `complete`: an answer kept at a
-    /// generation that a change of `complete` moved on is never served.
-    fn generation(&self) -> Option<u64> {
-        let generation = self.generation.load(Ordering::SeqCst);
-        self.complete.load(Ordering::SeqCst).then_some(generation)
-    }
 }
 
 impl Grading {
     pub fn new(db: Db) -> Self {
         let cache = Arc::new(ReadCache::default());
-        cache.complete.store(!db.is_shared(), Ordering::SeqCst);
         let writes = Writes::new(db.clone());
         let hears = writes.clone();
-        let feed = feed::Feed::new(cache.generation(), move || hears.hears_everything());
+        // On PostgreSQL no subscriber is taken before we listen.
+        let feed = feed::Feed::new((!db.is_shared()).then_some(0), move || hears.hears_everything());
         Self { writes, db, cache, feed, told: Arc::default() }
     }
 
     /// After a write of ours: the snapshots are dropped and every subscriber
     /// of the feed has heard of it.
     async fn wrote(&self) {
+        let generation = self.moved_on();
+        self.feed.reached(generation).await;
+    }
+
+    /// Drops the snapshots and tells the feed: the new generation.
+    fn moved_on(&self) -> u64 {
         let generation = self.cache.invalidate();
         self.feed.moved_to(generation);
-        self.feed.reached(generation).await;
+        generation
     }
 
     /// After a group of grades committed: the same, once for the group (a
@@ -181,9 +176,7 @@ impl Grading {
         let generation = {
             let mut told = self.told.lock().unwrap_or_else(|p| p.into_inner());
             if told.0 < group {
-                let generation = self.cache.invalidate();
-                self.feed.moved_to(generation);
-                *told = (group, generation);
+                *told = (group, self.moved_on());
             }
             told.1
         };
@@ -196,19 +189,16 @@ impl Grading {
     fn changed(&self, change: db::Change) -> Option<impl Future<Output = ()> + Send + 'static> {
         match change {
             db::Change::Wrote => {
-                let generation = self.cache.invalidate();
-                self.feed.moved_to(generation);
+                let generation = self.moved_on();
                 let feed = self.feed.clone();
                 Some(async move { feed.reached(generation).await })
             }
             db::Change::Listening => {
                 let generation = self.cache.invalidate();
-                self.cache.complete.store(true, Ordering::SeqCst);
                 self.feed.listening(generation);
                 None
             }
             db::Change::Deaf => {
-                self.cache.complete.store(false, Ordering::SeqCst);
                 self.cache.invalidate();
                 self.feed.deaf();
                 None
@@ -217,9 +207,13 @@ impl Grading {
     }
 
     /// The generation reads may use and keep answers at, or `None` while
-    /// writes may go unnoticed (see [`ReadCache::generation`]).
+    /// writes may go unnoticed (see [`db::Writes::hears_everything`]). Read
+    /// before asking: trust comes back only with a beat heard after the
+    /// generation moved on (listening again), and nothing is kept while it
+    /// is gone, so no answer kept from before is served.
     fn generation(&self) -> Option<u64> {
-        self.cache.generation().filter(|_| self.writes.hears_everything())
+        let generation = self.cache.generation.load(Ordering::SeqCst);
+        self.writes.hears_everything().then_some(generation)
     }
 }
 
