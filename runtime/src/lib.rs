@@ -10,11 +10,13 @@
 //! - [`metrics`] and [`telemetry`]: Prometheus metrics and console logging;
 //! - [`cli`]: the command-line arguments every process shares, and rendering
 //!   typed arguments back to a command line (for `gradebook up`);
+//! - [`backoff`]: the delays between tries of every retry loop;
 //! - [`signal`] and [`time`]: SIGINT/SIGTERM handling and timestamps.
 //!
 //! Dependencies point one way: `gradebook-shared` ← this crate ← services and
 //! portal. Nothing here knows any particular service.
 
+pub mod backoff;
 pub mod cli;
 pub mod http;
 pub mod logship;

@@ -11,13 +11,17 @@
 //! gets its own text lines, one per record.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use gradebook_shared::log::{Level, NewLogRecord};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
@@ -87,8 +91,8 @@ impl LogBuffer {
         ShipLayer { buffer: self.clone() }.with_filter(filter)
     }
 
-    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, NewLogRecord)>> {
-        self.inner.queue.lock().unwrap_or_else(|p| p.into_inner())
+    fn queue(&self) -> MutexGuard<'_, VecDeque<(u64, NewLogRecord)>> {
+        self.inner.queue.lock()
     }
 
     pub fn push(&self, record: NewLogRecord) {
@@ -153,7 +157,7 @@ impl LogBuffer {
     /// (bounded by `client`'s timeout) to deliver what remains.
     pub async fn ship(self, destination: Destination, client: reqwest::Client, cancel: CancellationToken) {
         let mut formats = Formats::default();
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         loop {
             let cancelled = tokio::select! {
                 _ = cancel.cancelled() => true,
@@ -161,13 +165,9 @@ impl LogBuffer {
                 _ = tokio::time::sleep(Duration::from_millis(100)) => false,
             };
             match self.deliver_all(&destination, &client, &mut formats).await {
-                Ok(()) => backoff = Duration::from_millis(100),
+                Ok(()) => backoff.reset(),
                 Err(()) if !cancelled => {
-                    tokio::select! {
-                        _ = cancel.cancelled() => {}
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff.wait(&cancel).await;
                 }
                 Err(()) => {}
             }

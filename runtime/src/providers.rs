@@ -2,10 +2,10 @@
 //! the registry's patches.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use gradebook_shared::registry::{Patch, PatchEntry, PushedPatch};
+use parking_lot::{Mutex, RwLock};
 use rand::seq::{IndexedRandom, SliceRandom};
 
 #[derive(Debug, Default)]
@@ -15,7 +15,7 @@ pub struct Providers {
     /// Moves on with every change of what is known (see [`Providers::version`]).
     version: AtomicU64,
     /// The newest sequence number applied (0: none yet).
-    last_seq: std::sync::Mutex<u64>,
+    last_seq: Mutex<u64>,
 }
 
 /// No healthy provider of a required service is known.
@@ -29,7 +29,7 @@ impl Providers {
     /// newer one). Returns whether it was applied.
     pub fn apply_pushed(&self, pushed: &PushedPatch) -> bool {
         if let Some(seq) = pushed.seq {
-            let mut last = self.last_seq.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last = self.last_seq.lock();
             if seq <= *last {
                 tracing::debug!(seq, last = *last, "stale patch dropped");
                 return false;
@@ -49,7 +49,7 @@ impl Providers {
     pub fn apply(&self, patch: &Patch) {
         self.patches.fetch_add(1, Ordering::Relaxed);
         self.merge(&patch.added);
-        let mut map = self.write();
+        let mut map = self.by_name.write();
         self.version.fetch_add(1, Ordering::SeqCst);
         for p in &patch.removed {
             if let Some(urls) = map.get_mut(&p.name) {
@@ -61,7 +61,7 @@ impl Providers {
     /// Adds providers without removing any: a registration answer may come
     /// from a registry still warming up, which must not empty a warm cache.
     pub fn merge(&self, added: &[PatchEntry]) {
-        let mut map = self.write();
+        let mut map = self.by_name.write();
         self.version.fetch_add(1, Ordering::SeqCst);
         for p in added {
             let urls = map.entry(p.name.clone()).or_default();
@@ -73,7 +73,8 @@ impl Providers {
 
     /// A random provider of `name`.
     pub fn pick(&self, name: &str) -> Result<String, NoProvider> {
-        self.read()
+        self.by_name
+            .read()
             .get(name)
             .and_then(|urls| urls.choose(&mut rand::rng()).cloned())
             .ok_or_else(|| NoProvider(name.to_owned()))
@@ -87,12 +88,12 @@ impl Providers {
     }
 
     pub fn all(&self, name: &str) -> Vec<String> {
-        self.read().get(name).cloned().unwrap_or_default()
+        self.by_name.read().get(name).cloned().unwrap_or_default()
     }
 
     /// Everything known, to tell the registry when registering again.
     pub fn snapshot(&self) -> Vec<PatchEntry> {
-        let map = self.read();
+        let map = self.by_name.read();
         let mut v: Vec<PatchEntry> =
             map.iter().flat_map(|(n, urls)| urls.iter().map(move |u| PatchEntry::new(n.clone(), u.clone()))).collect();
         v.sort();
@@ -109,14 +110,6 @@ impl Providers {
     /// How many patches have been applied (to tell when one has arrived).
     pub fn patches_applied(&self) -> u64 {
         self.patches.load(Ordering::Relaxed)
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Vec<String>>> {
-        self.by_name.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Vec<String>>> {
-        self.by_name.write().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -15,6 +15,7 @@ use gradebook_shared::registry::{Patch, PushedPatch, Registration, session};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::{Backoff, sleep_unless};
 use crate::logship;
 use crate::providers::{NoProvider, Providers};
 
@@ -325,16 +326,7 @@ impl Runtime {
     pub async fn stay_registered(self, cancel: CancellationToken) {
         const MIN_BACKOFF: Duration = Duration::from_millis(50);
         const MAX_BACKOFF: Duration = Duration::from_secs(1);
-        let mut backoff = MIN_BACKOFF;
-        let sleep = |d: Duration| {
-            let cancel = cancel.clone();
-            async move {
-                tokio::select! {
-                    _ = cancel.cancelled() => false,
-                    _ = tokio::time::sleep(d) => true,
-                }
-            }
-        };
+        let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
         'register: loop {
             let mut failures = 0u32;
             loop {
@@ -349,16 +341,15 @@ impl Runtime {
                         if failures == 1 {
                             tracing::warn!(registry = %self.inner.spec.registry_url, error = %e, "cannot register yet, retrying");
                         }
-                        if !sleep(backoff).await {
+                        if !backoff.wait(&cancel).await {
                             return;
                         }
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
                     }
                 }
             }
             tracing::info!(service = %self.name(), url = %self.url(), "registered with the registry");
             self.heard();
-            backoff = MIN_BACKOFF;
+            backoff.reset();
             loop {
                 let started = tokio::time::Instant::now();
                 match self.hold_session(&cancel).await {
@@ -379,19 +370,18 @@ impl Runtime {
                         // watch us. Registering again would only add a
                         // duplicate there, so ask for a session now and then.
                         tracing::info!(%status, "the registry holds no sessions; relying on its probes");
-                        if !sleep(SESSION_RETRY).await {
+                        if !sleep_unless(&cancel, SESSION_RETRY).await {
                             return;
                         }
                     }
                     SessionEnd::Lost(why) => {
                         if started.elapsed() > MAX_BACKOFF {
                             tracing::warn!(%why, "lost the registry session; reconnecting");
-                            backoff = MIN_BACKOFF;
+                            backoff.reset();
                         }
-                        if !sleep(backoff).await {
+                        if !backoff.wait(&cancel).await {
                             return;
                         }
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
                     }
                 }
             }
