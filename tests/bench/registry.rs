@@ -8,7 +8,7 @@ use axum::Router;
 use axum::routing::get;
 use gradebook_runtime::ServiceSpec;
 use gradebook_tests::plain::PlainService;
-use gradebook_tests::process::{Proc, wait_listening};
+use gradebook_tests::process::{Proc, Signal, wait_listening};
 use gradebook_tests::{TestService, eventually, free_port};
 use serde_json::json;
 
@@ -54,9 +54,10 @@ pub async fn run() -> Vec<Row> {
 
     // A hung service (SIGSTOP: accepts connections, never answers) and a
     // graceful stop (SIGTERM: deregisters), each until every dependent knows.
-    for (signal, what, trials) in
-        [("STOP", "SIGSTOP (hung) → all dependents updated", 6), ("TERM", "SIGTERM → all dependents updated", TRIALS)]
-    {
+    for (signal, what, trials) in [
+        (Signal::SIGSTOP, "SIGSTOP (hung) → all dependents updated", 6),
+        (Signal::SIGTERM, "SIGTERM → all dependents updated", TRIALS),
+    ] {
         let mut samples = vec![];
         for _ in 0..trials {
             let target = Proc::start(&["stub", "--name", "Target", "--registry-url", &url], true);
@@ -71,8 +72,8 @@ pub async fn run() -> Vec<Row> {
                 tokio::time::sleep(Duration::from_micros(500)).await;
             }
             samples.push(sent.elapsed());
-            if signal == "STOP" {
-                target.signal("CONT");
+            if signal == Signal::SIGSTOP {
+                target.signal(Signal::SIGCONT);
             }
         }
         rows.push(row(what, percentiles(&mut samples)));

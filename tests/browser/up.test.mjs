@@ -72,7 +72,7 @@ before(async () => {
   ports.grading2 = ports.grading1 + 1;
   data = mkdtempSync(join(tmpdir(), 'gradebook-up-'));
   up = spawn(join(bin, 'gradebook'), [
-    // Open: this drill is about supervision; closing is tested in tests/up.rs.
+    // Open: this drill is about supervision; closing is tested in tests/system/up.rs.
     'up', '--open', '--grading', '2', '--database-url', database,
     '--registry-addr', `127.0.0.1:${ports.registry}`, '--log-addr', `127.0.0.1:${ports.log}`,
     '--grading-addr', `127.0.0.1:${ports.grading1}`, '--portal-addr', `127.0.0.1:${ports.portal}`,

@@ -343,31 +343,18 @@ pub async fn postgres_database(label: &str) -> Option<String> {
 }
 
 /// A fresh, empty temporary folder, removed on drop.
-pub struct TempDir(pub std::path::PathBuf);
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
+    /// A new empty folder under the system's temporary folder, removed on
+    /// drop (a failing test's too), named after `label` to tell whose it is.
     pub fn new(label: &str) -> Self {
-        // One counter for the whole process: two folders made in the same
-        // nanosecond by parallel tests still differ.
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "gradebook-{label}-{}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-        ));
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
+        let dir = tempfile::Builder::new().prefix(&format!("gradebook-{label}-")).tempdir();
+        Self(dir.expect("a temporary folder can be made"))
     }
 
     pub fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path()
     }
 }
 

@@ -5,6 +5,15 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+/// Sends `sig` to the process `pid`, which must exist.
+pub fn send(pid: u32, sig: Signal) {
+    let pid = Pid::from_raw(i32::try_from(pid).expect("a PID fits an i32"));
+    nix::sys::signal::kill(pid, sig).unwrap_or_else(|e| panic!("{sig} to {pid}: {e}"));
+}
+
 pub struct Proc {
     pub child: Child,
     pub url: String,
@@ -93,9 +102,8 @@ impl Proc {
         self.child.id() as i32
     }
 
-    pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status().unwrap().success();
-        assert!(ok, "kill -{sig} failed");
+    pub fn signal(&self, sig: Signal) {
+        send(self.child.id(), sig);
     }
 
     /// SIGKILL, sent from this process at once (no `kill` command to

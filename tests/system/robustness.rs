@@ -15,7 +15,7 @@ use axum::routing::get;
 use gradebook::registry::{Config, Policy};
 use gradebook_shared::registry::HealthState;
 use gradebook_tests::plain::PlainService;
-use gradebook_tests::process::Proc;
+use gradebook_tests::process::{Proc, Signal};
 use gradebook_tests::{TempDir, TestRegistry, TestService, eventually, eventually_async, in_ci, spec};
 use serde_json::json;
 
@@ -54,7 +54,7 @@ async fn a_service_paused_past_the_retention_is_listed_again_once_it_answers() {
     let worker_url = format!("http://{worker_addr}");
     eventually_async(LIMIT, "the worker is listed", || listed(&registry, "Worker", &worker_url)).await;
 
-    worker.signal("STOP");
+    worker.signal(Signal::SIGSTOP);
     eventually_async(LIMIT, "the paused worker is removed", || async {
         !listed(&registry, "Worker", &worker_url).await
     })
@@ -66,7 +66,7 @@ async fn a_service_paused_past_the_retention_is_listed_again_once_it_answers() {
         !all.iter().any(|s| s["ServiceURL"] == worker_url)
     })
     .await;
-    worker.signal("CONT");
+    worker.signal(Signal::SIGCONT);
 
     eventually_async(Duration::from_secs(3), "the worker is listed again within 3 s", || {
         listed(&registry, "Worker", &worker_url)
@@ -104,12 +104,12 @@ async fn a_crash_after_registering_again_is_still_noticed_through_the_new_sessio
         all.iter().any(|s| s["ServiceURL"] == worker_url && s["State"] == "passing" && s["Session"] == true)
     };
     eventually_async(LIMIT, "the worker holds a session", holds_session).await;
-    worker.signal("STOP");
+    worker.signal(Signal::SIGSTOP);
     eventually_async(LIMIT, "the paused worker is removed", || async {
         !listed(&registry, "Worker", &worker_url).await
     })
     .await;
-    worker.signal("CONT");
+    worker.signal(Signal::SIGCONT);
     eventually_async(LIMIT, "the worker is back with a new session", holds_session).await;
 
     worker.kill9();
@@ -185,7 +185,7 @@ async fn sigterm_with_a_live_tail_open_exits_within_the_drain_deadline_with_ever
         assert_eq!(r.status(), StatusCode::OK);
     }
 
-    log.signal("TERM");
+    log.signal(Signal::SIGTERM);
     let exited = log.wait_exit(Duration::from_secs(6));
 
     assert!(exited.is_some(), "still running 6 s after SIGTERM with a 2 s drain deadline");

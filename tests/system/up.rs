@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use gradebook_tests::TempDir;
-use gradebook_tests::process::binary;
+use gradebook_tests::process::{self, Signal, binary};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -128,9 +128,8 @@ impl Up {
             .unwrap_or_else(|| panic!("up never said it started {name}"))
     }
 
-    fn signal(&self, sig: &str, pid: u32) {
-        let ok = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().is_ok_and(|s| s.success());
-        assert!(ok, "kill -{sig} {pid} failed");
+    fn signal(&self, sig: Signal, pid: u32) {
+        process::send(pid, sig);
     }
 
     /// Waits for `up` to exit, then reads what it printed last.
@@ -155,7 +154,7 @@ impl Drop for Up {
     fn drop(&mut self) {
         // SIGTERM, so that `up` stops its children (SIGKILL would orphan them).
         if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
             let deadline = Instant::now() + LIMIT;
             while let Ok(None) = self.child.try_wait() {
                 if Instant::now() > deadline {
@@ -195,7 +194,7 @@ fn up_starts_registry_then_log_then_grading_and_on_sigterm_stops_them_in_reverse
     up.wait_until_up();
     assert_eq!(named(&up.notes(), "started"), ["registry", "log", "grading"]);
 
-    up.signal("TERM", up.child.id());
+    up.signal(Signal::SIGTERM, up.child.id());
     let status = up.wait_exit();
 
     assert!(status.success(), "up exited with {status}");
@@ -215,7 +214,7 @@ async fn up_restarts_a_child_killed_with_sigkill_and_the_rest_keeps_running() {
     let (registry, log, grading) = (up.pid_of("registry"), up.pid_of("log"), up.pid_of("grading"));
     let killed_at = Instant::now();
 
-    up.signal("KILL", grading);
+    up.signal(Signal::SIGKILL, grading);
 
     up.wait_for("the restart of grading", |l| {
         note(l) == Some("grading exited unexpectedly (signal: 9 (SIGKILL)); restarting it in 500ms (restart 1)")
@@ -233,7 +232,7 @@ async fn up_restarts_a_child_killed_with_sigkill_and_the_rest_keeps_running() {
     assert_eq!((up.pid_of("registry"), up.pid_of("log")), (registry, log), "the rest was left running");
     assert!(up.child.try_wait().is_ok_and(|s| s.is_none()), "up keeps running");
 
-    up.signal("TERM", up.child.id());
+    up.signal(Signal::SIGTERM, up.child.id());
     let status = up.wait_exit();
     assert!(status.success(), "up exited with {status}");
     assert_eq!(named(&up.notes(), "stopped"), ["grading", "log", "registry"]);

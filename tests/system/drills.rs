@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use gradebook_tests::process::Proc;
+use gradebook_tests::process::{Proc, Signal};
 use gradebook_tests::{TempDir, TestService, eventually, eventually_async, postgres_database, skip};
 use serde_json::{Value, json};
 
@@ -113,12 +113,12 @@ async fn a_stopped_service_is_removed_while_another_failure_is_still_detected_an
     eventually(LIMIT, "both known", || watcher.providers("Frozen").len() + watcher.providers("Crashed").len() == 2)
         .await;
 
-    frozen.signal("STOP");
+    frozen.signal(Signal::SIGSTOP);
     crashed.kill9();
 
     eventually(LIMIT, "the crash is detected though a probe hangs", || watcher.providers("Crashed").is_empty()).await;
     eventually(LIMIT, "the frozen one is removed", || watcher.providers("Frozen").is_empty()).await;
-    frozen.signal("CONT");
+    frozen.signal(Signal::SIGCONT);
     eventually(LIMIT, "it is re-added once it answers again", || {
         watcher.providers("Frozen") == vec![frozen.url.clone()]
     })
@@ -134,7 +134,7 @@ async fn sigterm_finishes_in_flight_requests_and_tells_dependents() {
     let slow = tokio::spawn(reqwest::get(format!("{}/slow?ms=700", worker.url)));
     tokio::time::sleep(Duration::from_millis(100)).await; // the request is in flight
 
-    worker.signal("TERM");
+    worker.signal(Signal::SIGTERM);
 
     eventually(LIMIT, "dependents told at once", || watcher.providers("Worker").is_empty()).await;
     let answer = slow.await.unwrap().expect("the in-flight request is answered");
@@ -218,7 +218,7 @@ async fn a_log_service_down_for_ten_seconds_loses_nothing_and_keeps_order() {
     post(0).await;
     eventually_async(LIMIT, "grading's logs flow", || async { drill_lines().await.len() == 1 }).await;
 
-    log.signal("TERM");
+    log.signal(Signal::SIGTERM);
     log.wait_exit(LIMIT).expect("the log service stops");
     let outage = tokio::time::Instant::now();
     let mut i = 1;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use gradebook::registry::Config;
 use gradebook_shared::grading::{Grade, Student};
-use gradebook_tests::process::{Proc, wait_listening};
+use gradebook_tests::process::{Proc, Signal, wait_listening};
 use gradebook_tests::{
     TempDir, TestGrading, TestLog, TestRegistry, TestService, eventually, eventually_async, postgres_database,
 };
@@ -634,10 +634,10 @@ async fn an_instance_paused_while_another_answers_a_write_serves_that_write_once
         assert_eq!(b_api.student("1").await.status(), 200);
     }
 
-    b.signal("STOP");
+    b.signal(Signal::SIGSTOP);
     let r = a.add_grade(1, json!({"Title": "While B slept", "Type": "Test", "Score": 42})).await;
     assert_eq!(r.status(), 201, "A answers, not waiting for B for ever");
-    b.signal("CONT");
+    b.signal(Signal::SIGCONT);
 
     let nick: Student = b_api.student("1").await.json().await.unwrap();
     assert_eq!(nick.grades.last().map(|g| g.title.as_str()), Some("While B slept"), "B served its old snapshot");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use gradebook::registry::{Config, Policy};
 use gradebook_shared::registry::HealthState;
 use gradebook_tests::plain::{Heartbeat, PlainService, Updates};
-use gradebook_tests::process::Proc;
+use gradebook_tests::process::{Proc, Signal};
 use gradebook_tests::{Reserved, TestRegistry, TestService, eventually, eventually_async, spec};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -633,7 +633,7 @@ async fn sigterm_deregisters_the_process_and_it_exits_cleanly() {
     let mut log = Proc::start(&["stub", "--name", "LogService", "--registry-url", &registry.url], true);
     eventually(LIMIT, "known", || grading.providers("LogService").len() == 1).await;
 
-    log.signal("TERM");
+    log.signal(Signal::SIGTERM);
 
     let status = log.wait_exit(LIMIT).expect("exits after SIGTERM");
     assert!(status.success(), "{status:?}");

@@ -1,0 +1,24 @@
+//! The system tests, in one binary: real registries, services and processes on
+//! real sockets. Each module is one part of the system, tried as its users and
+//! its bad luck would; the shared set-up is the `gradebook_tests` library
+//! (`tests/support/`).
+//!
+//! - [`registry`]: registration, pushed discovery, health checks, crash and recovery;
+//! - [`log`]: the central log service and log shipping;
+//! - [`grading`]: the grading API, its validation and its durability;
+//! - [`accounts`]: the `accounts` commands and the sign-in endpoints;
+//! - [`original`]: our services against answers measured on the original Go program;
+//! - [`hostile`]: every route tried the way a hostile or careless client would;
+//! - [`robustness`]: bad luck and strangers against a running system;
+//! - [`drills`]: failure drills across real processes;
+//! - [`up`]: `gradebook up` as a real process.
+
+mod accounts;
+mod drills;
+mod grading;
+mod hostile;
+mod log;
+mod original;
+mod registry;
+mod robustness;
+mod up;
