@@ -6,6 +6,7 @@
 
 pub mod plain;
 pub mod process;
+pub mod structure;
 
 use std::future::Future;
 use std::time::Duration;

@@ -11,7 +11,8 @@
 //! - [`hostile`]: every route tried the way a hostile or careless client would;
 //! - [`robustness`]: bad luck and strangers against a running system;
 //! - [`drills`]: failure drills across real processes;
-//! - [`up`]: `gradebook up` as a real process.
+//! - [`up`]: `gradebook up` as a real process;
+//! - [`structure`]: the code's shape: no import circle between files.
 
 mod accounts;
 mod drills;
@@ -21,4 +22,5 @@ mod log;
 mod original;
 mod registry;
 mod robustness;
+mod structure;
 mod up;
