@@ -1,0 +1,24 @@
+//! HTTP plumbing every service shares:
+//!
+//! - [`json`]: the one JSON error shape, a JSON extractor whose rejections
+//!   are JSON too;
+//! - [`finish`]: the finishing layer of every router (JSON 404/405, body
+//!   limit, JSON error bodies, request span, per-route metrics);
+//! - [`token`]: the cluster token and the gate that requires it;
+//! - [`client`]: outbound clients with deadlines, and why a call failed;
+//! - [`drain`]: graceful shutdown with a deadline.
+
+mod client;
+mod drain;
+mod finish;
+mod json;
+mod token;
+
+pub use client::{client, describe, open_ended_client, unredirected_client};
+pub use drain::drained_within;
+pub use finish::{finish_api, finish_router, untraced};
+pub use json::{ApiJson, AsIs, JsonError, error, error_response};
+pub use token::{OPEN_PATHS, parse_token, require_token, token_matches};
+
+#[cfg(test)]
+mod tests;
