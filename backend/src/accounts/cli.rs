@@ -47,7 +47,7 @@ pub enum AccountsCommand {
 
 /// Runs one `gradebook accounts` command.
 pub async fn run(args: AccountsArgs) -> anyhow::Result<()> {
-    let db = crate::grading::Db::connect(&args.database_url)
+    let db = crate::db::Db::connect(&args.database_url)
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", args.database_url))?;
     let result = execute(&Store::new(&db), args.command).await;

@@ -28,7 +28,7 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 
 use super::{Account, Store, token_name, validate_name, verify};
-use crate::grading::Db;
+use crate::db::Db;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountsError {

@@ -181,7 +181,7 @@ fn verify_now(secret: &str, stored: Option<&str>) -> bool {
 /// `gradebook up` to print once); otherwise `None`. Safe to race: of
 /// several callers at most one creates it.
 pub async fn ensure_admin(database_url: &str) -> anyhow::Result<Option<String>> {
-    let db = crate::grading::Db::connect(database_url)
+    let db = crate::db::Db::connect(database_url)
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the database {database_url}: {e}"))?;
     let created = ensure_admin_in(&Store::new(&db)).await;

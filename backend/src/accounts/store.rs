@@ -2,39 +2,27 @@
 //! same SQL on SQLite and PostgreSQL, SQLite's writes under grading's write
 //! lock. Only hashes are stored; hashing happens in the callers.
 
-use std::sync::Arc;
-
 use sqlx::Row;
-use sqlx::postgres::PgPool;
-use sqlx::sqlite::SqlitePool;
 
 use super::{Account, Role};
-use crate::grading::Db;
-
-/// Grading's pool, borrowed from its [`Db`] (`Db::accounts_pool`).
-#[derive(Clone, Debug)]
-pub enum Pool {
-    /// With grading's SQLite write lock, so our writes queue with its own.
-    Sqlite(SqlitePool, Arc<tokio::sync::Mutex<()>>),
-    Postgres(PgPool),
-}
+use crate::db::Db;
 
 /// Runs the same query code against whichever pool `pool` is; with
 /// `writing`, under SQLite's write lock (shared with grading's writes).
 macro_rules! on_pool {
     ($pool_:expr, |$pool:ident| $body:expr) => {
         match $pool_ {
-            Pool::Sqlite($pool, _) => $body,
-            Pool::Postgres($pool) => $body,
+            Db::Sqlite($pool, _) => $body,
+            Db::Postgres($pool) => $body,
         }
     };
     ($pool_:expr, writing |$pool:ident| $body:expr) => {
         match $pool_ {
-            Pool::Sqlite($pool, lock) => {
+            Db::Sqlite($pool, lock) => {
                 let _writing = lock.lock().await;
                 $body
             }
-            Pool::Postgres($pool) => $body,
+            Db::Postgres($pool) => $body,
         }
     };
 }
@@ -82,7 +70,7 @@ pub enum StoreError {
 /// The accounts table of grading's database: cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: Pool,
+    pool: Db,
 }
 
 /// The version a new account starts at, and the least a password change
@@ -161,7 +149,7 @@ fn refused(e: sqlx::Error, name: &str, student: Option<i64>) -> StoreError {
 impl Store {
     /// The accounts in `db`'s database.
     pub fn new(db: &Db) -> Self {
-        Self { pool: db.accounts_pool() }
+        Self { pool: db.clone() }
     }
 
     /// Adds an account whose password hashes to `password_hash`. A student
