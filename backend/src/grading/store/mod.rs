@@ -38,7 +38,7 @@ pub struct Writes {
 
 impl Writes {
     pub fn new(db: Db) -> Self {
-        Self { db, grades: Default::default(), changes: Arc::new(Changes::new()) }
+        Self { db, grades: Default::default(), changes: Arc::new(Changes::default()) }
     }
 
     /// Stores a grade, committed with whatever other grades queued beside

@@ -150,7 +150,7 @@ mod tests {
             outcomes.push(outcome);
         }
         drop(queue_tx);
-        write_grades(db.clone(), Arc::new(Changes::new()), queue).await;
+        write_grades(db.clone(), Arc::new(Changes::default()), queue).await;
         let mut results = vec![];
         for outcome in outcomes {
             results.push(outcome.await.expect("every request is answered").map(|(group, grade)| {

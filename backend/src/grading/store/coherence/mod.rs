@@ -54,7 +54,7 @@ const LISTENERS: &str = "SELECT application_name FROM pg_stat_activity \
 /// This instance's notifications on PostgreSQL (see [`Heard`]).
 #[derive(Debug)]
 pub struct Changes {
-    pub(super) instance: u64,
+    instance: u64,
     sent: AtomicU64,
     /// For each of our writes not answered yet, the instances that have
     /// acknowledged it.
@@ -68,8 +68,9 @@ pub struct Changes {
     clock: Instant,
 }
 
-impl Changes {
-    pub fn new() -> Self {
+impl Default for Changes {
+    /// A new instance's: a random name, nothing sent or heard.
+    fn default() -> Self {
         Self {
             instance: rand::random(),
             sent: AtomicU64::new(0),
@@ -80,7 +81,9 @@ impl Changes {
             clock: Instant::now(),
         }
     }
+}
 
+impl Changes {
     fn now_ms(&self) -> u64 {
         self.clock.elapsed().as_millis() as u64
     }
