@@ -9,7 +9,7 @@ pub mod queries;
 
 use super::account::{Account, Role};
 use crate::db::Db;
-use queries::{AccountRow, NewAccount};
+use queries::{AccountRow, NewAccount, Sql};
 
 /// One stored account with its secrets' hashes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,8 +119,8 @@ impl Store {
         let new = NewAccount { name, role: role.as_str(), student, password_hash, version, created_at: &created_at };
         let _writing = self.db.write_lock().await;
         let added = match &self.db {
-            Db::Sqlite(pool, _) => queries::add(pool, &new).await,
-            Db::Postgres(pool) => queries::add(pool, &new).await,
+            Db::Sqlite(pool, _) => Sql::add(pool, &new).await,
+            Db::Postgres(pool) => Sql::add(pool, &new).await,
         };
         added.map_err(|e| refused(e, name, student))?;
         Ok(Account { name: name.to_owned(), role, student, version })
@@ -132,8 +132,8 @@ impl Store {
         let (version, created_at) = (first_version(), now_rfc3339());
         let _writing = self.db.write_lock().await;
         let added = match &self.db {
-            Db::Sqlite(pool, _) => queries::add_first(pool, name, password_hash, version, &created_at).await,
-            Db::Postgres(pool) => queries::add_first(pool, name, password_hash, version, &created_at).await,
+            Db::Sqlite(pool, _) => Sql::add_first(pool, name, password_hash, version, &created_at).await,
+            Db::Postgres(pool) => Sql::add_first(pool, name, password_hash, version, &created_at).await,
         };
         match added {
             Ok(added) => Ok(added),
@@ -146,8 +146,8 @@ impl Store {
     /// The account named `name` with its hashes, if any.
     pub async fn find(&self, name: &str) -> sqlx::Result<Option<Stored>> {
         let row = match &self.db {
-            Db::Sqlite(pool, _) => queries::find(pool, name).await?,
-            Db::Postgres(pool) => queries::find(pool, name).await?,
+            Db::Sqlite(pool, _) => Sql::find(pool, name).await?,
+            Db::Postgres(pool) => Sql::find(pool, name).await?,
         };
         row.map(Stored::try_from).transpose()
     }
@@ -155,16 +155,16 @@ impl Store {
     /// Every account, by name.
     pub async fn list(&self) -> sqlx::Result<Vec<Stored>> {
         let rows = match &self.db {
-            Db::Sqlite(pool, _) => queries::list(pool).await?,
-            Db::Postgres(pool) => queries::list(pool).await?,
+            Db::Sqlite(pool, _) => Sql::list(pool).await?,
+            Db::Postgres(pool) => Sql::list(pool).await?,
         };
         rows.into_iter().map(Stored::try_from).collect()
     }
 
     pub async fn count(&self) -> sqlx::Result<i64> {
         match &self.db {
-            Db::Sqlite(pool, _) => queries::count(pool).await,
-            Db::Postgres(pool) => queries::count(pool).await,
+            Db::Sqlite(pool, _) => Sql::count(pool).await,
+            Db::Postgres(pool) => Sql::count(pool).await,
         }
     }
 
@@ -174,8 +174,8 @@ impl Store {
         let least = first_version();
         let _writing = self.db.write_lock().await;
         let version = match &self.db {
-            Db::Sqlite(pool, _) => queries::set_password(pool, name, password_hash, least).await?,
-            Db::Postgres(pool) => queries::set_password(pool, name, password_hash, least).await?,
+            Db::Sqlite(pool, _) => Sql::set_password(pool, name, password_hash, least).await?,
+            Db::Postgres(pool) => Sql::set_password(pool, name, password_hash, least).await?,
         };
         version.ok_or_else(|| StoreError::NoAccount(name.to_owned()))
     }
@@ -185,8 +185,8 @@ impl Store {
     pub async fn set_token(&self, name: &str, token_hash: &str) -> Result<(), StoreError> {
         let _writing = self.db.write_lock().await;
         let found = match &self.db {
-            Db::Sqlite(pool, _) => queries::set_token(pool, name, token_hash).await?,
-            Db::Postgres(pool) => queries::set_token(pool, name, token_hash).await?,
+            Db::Sqlite(pool, _) => Sql::set_token(pool, name, token_hash).await?,
+            Db::Postgres(pool) => Sql::set_token(pool, name, token_hash).await?,
         };
         found.then_some(()).ok_or_else(|| StoreError::NoAccount(name.to_owned()))
     }
@@ -195,8 +195,8 @@ impl Store {
     pub async fn remove(&self, name: &str) -> Result<(), StoreError> {
         let _writing = self.db.write_lock().await;
         let found = match &self.db {
-            Db::Sqlite(pool, _) => queries::remove(pool, name).await?,
-            Db::Postgres(pool) => queries::remove(pool, name).await?,
+            Db::Sqlite(pool, _) => Sql::remove(pool, name).await?,
+            Db::Postgres(pool) => Sql::remove(pool, name).await?,
         };
         found.then_some(()).ok_or_else(|| StoreError::NoAccount(name.to_owned()))
     }

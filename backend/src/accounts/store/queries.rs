@@ -3,6 +3,8 @@
 //! [`crate::db::Db`]'s variant picks), rows mapped by column name with
 //! `sqlx::FromRow`.
 
+use std::marker::PhantomData;
+
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
 
 use crate::db::RowsAffected;
@@ -55,121 +57,90 @@ pub struct NewAccount<'a> {
     pub created_at: &'a str,
 }
 
-pub async fn add<'e, DB, E>(conn: E, new: &NewAccount<'_>) -> sqlx::Result<()>
+/// The accounts' queries on backend `DB` (inferred from the executor each
+/// is given); the bounds every query needs are named once, here.
+pub struct Sql<DB>(PhantomData<DB>);
+
+impl<DB> Sql<DB>
 where
     DB: Database,
-    E: Executor<'e, Database = DB>,
+    DB::QueryResult: RowsAffected,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     i64: for<'q> Encode<'q, DB> + Type<DB>,
     Option<i64>: for<'q> Encode<'q, DB> + Type<DB>,
-{
-    sqlx::query(ADD)
-        .bind(new.name)
-        .bind(new.role)
-        .bind(new.student)
-        .bind(new.password_hash)
-        .bind(new.version)
-        .bind(new.created_at)
-        .execute(conn)
-        .await
-        .map(drop)
-}
-
-/// Adds the teacher `name` only into an empty table: whether it did.
-pub async fn add_first<'e, DB, E>(
-    conn: E,
-    name: &str,
-    password_hash: &str,
-    version: i64,
-    created_at: &str,
-) -> sqlx::Result<bool>
-where
-    DB: Database,
-    DB::QueryResult: RowsAffected,
-    E: Executor<'e, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    i64: for<'q> Encode<'q, DB> + Type<DB>,
-{
-    let done =
-        sqlx::query(ADD_FIRST).bind(name).bind(password_hash).bind(version).bind(created_at).execute(conn).await?;
-    Ok(done.rows_affected() > 0)
-}
-
-pub async fn find<'e, DB, E>(conn: E, name: &str) -> sqlx::Result<Option<AccountRow>>
-where
-    DB: Database,
-    E: Executor<'e, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     AccountRow: for<'r> FromRow<'r, DB::Row>,
-{
-    let query = format!("SELECT {COLUMNS} FROM accounts WHERE name = $1");
-    sqlx::query_as(&query).bind(name).fetch_optional(conn).await
-}
-
-/// Every account, by name.
-pub async fn list<'e, DB, E>(conn: E) -> sqlx::Result<Vec<AccountRow>>
-where
-    DB: Database,
-    E: Executor<'e, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    AccountRow: for<'r> FromRow<'r, DB::Row>,
-{
-    let query = format!("SELECT {COLUMNS} FROM accounts ORDER BY name");
-    sqlx::query_as(&query).fetch_all(conn).await
-}
-
-pub async fn count<'e, DB, E>(conn: E) -> sqlx::Result<i64>
-where
-    DB: Database,
-    E: Executor<'e, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     CountRow: for<'r> FromRow<'r, DB::Row>,
-{
-    let row: CountRow = sqlx::query_as(COUNT).fetch_one(conn).await?;
-    Ok(row.count)
-}
-
-/// Replaces the password's hash and moves the version on, at least to
-/// `least`: the new version, `None` for no such account.
-pub async fn set_password<'e, DB, E>(conn: E, name: &str, password_hash: &str, least: i64) -> sqlx::Result<Option<i64>>
-where
-    DB: Database,
-    E: Executor<'e, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    i64: for<'q> Encode<'q, DB> + Type<DB>,
     VersionRow: for<'r> FromRow<'r, DB::Row>,
 {
-    let row: Option<VersionRow> =
-        sqlx::query_as(SET_PASSWORD).bind(name).bind(password_hash).bind(least).fetch_optional(conn).await?;
-    Ok(row.map(|r| r.version))
-}
+    pub async fn add<'e, E: Executor<'e, Database = DB>>(conn: E, new: &NewAccount<'_>) -> sqlx::Result<()> {
+        sqlx::query(ADD)
+            .bind(new.name)
+            .bind(new.role)
+            .bind(new.student)
+            .bind(new.password_hash)
+            .bind(new.version)
+            .bind(new.created_at)
+            .execute(conn)
+            .await
+            .map(drop)
+    }
 
-/// Replaces the token's hash: whether the account exists.
-pub async fn set_token<'e, DB, E>(conn: E, name: &str, token_hash: &str) -> sqlx::Result<bool>
-where
-    DB: Database,
-    DB::QueryResult: RowsAffected,
-    E: Executor<'e, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-{
-    let done = sqlx::query(SET_TOKEN).bind(name).bind(token_hash).execute(conn).await?;
-    Ok(done.rows_affected() > 0)
-}
+    /// Adds the teacher `name` only into an empty table: whether it did.
+    pub async fn add_first<'e, E: Executor<'e, Database = DB>>(
+        conn: E,
+        name: &str,
+        password_hash: &str,
+        version: i64,
+        created_at: &str,
+    ) -> sqlx::Result<bool> {
+        let done =
+            sqlx::query(ADD_FIRST).bind(name).bind(password_hash).bind(version).bind(created_at).execute(conn).await?;
+        Ok(done.rows_affected() > 0)
+    }
 
-/// Removes the account: whether it existed.
-pub async fn remove<'e, DB, E>(conn: E, name: &str) -> sqlx::Result<bool>
-where
-    DB: Database,
-    DB::QueryResult: RowsAffected,
-    E: Executor<'e, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-{
-    let done = sqlx::query(REMOVE).bind(name).execute(conn).await?;
-    Ok(done.rows_affected() > 0)
+    pub async fn find<'e, E: Executor<'e, Database = DB>>(conn: E, name: &str) -> sqlx::Result<Option<AccountRow>> {
+        let query = format!("SELECT {COLUMNS} FROM accounts WHERE name = $1");
+        sqlx::query_as(&query).bind(name).fetch_optional(conn).await
+    }
+
+    /// Every account, by name.
+    pub async fn list<'e, E: Executor<'e, Database = DB>>(conn: E) -> sqlx::Result<Vec<AccountRow>> {
+        let query = format!("SELECT {COLUMNS} FROM accounts ORDER BY name");
+        sqlx::query_as(&query).fetch_all(conn).await
+    }
+
+    pub async fn count<'e, E: Executor<'e, Database = DB>>(conn: E) -> sqlx::Result<i64> {
+        let row: CountRow = sqlx::query_as(COUNT).fetch_one(conn).await?;
+        Ok(row.count)
+    }
+
+    /// Replaces the password's hash and moves the version on, at least to
+    /// `least`: the new version, `None` for no such account.
+    pub async fn set_password<'e, E: Executor<'e, Database = DB>>(
+        conn: E,
+        name: &str,
+        password_hash: &str,
+        least: i64,
+    ) -> sqlx::Result<Option<i64>> {
+        let row: Option<VersionRow> =
+            sqlx::query_as(SET_PASSWORD).bind(name).bind(password_hash).bind(least).fetch_optional(conn).await?;
+        Ok(row.map(|r| r.version))
+    }
+
+    /// Replaces the token's hash: whether the account exists.
+    pub async fn set_token<'e, E: Executor<'e, Database = DB>>(
+        conn: E,
+        name: &str,
+        token_hash: &str,
+    ) -> sqlx::Result<bool> {
+        let done = sqlx::query(SET_TOKEN).bind(name).bind(token_hash).execute(conn).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Removes the account: whether it existed.
+    pub async fn remove<'e, E: Executor<'e, Database = DB>>(conn: E, name: &str) -> sqlx::Result<bool> {
+        let done = sqlx::query(REMOVE).bind(name).execute(conn).await?;
+        Ok(done.rows_affected() > 0)
+    }
 }

@@ -24,6 +24,7 @@ pub use writer::{Committed, GROUP};
 
 use crate::db::Db;
 use coherence::Changes;
+use queries::Sql;
 use writer::{Outcome, Pending};
 
 /// Grading's writes to a [`Db`]: grades go to a writer task (started with
@@ -65,11 +66,11 @@ impl Writes {
         let id = match &self.db {
             Db::Sqlite(pool, lock) => {
                 let _writing = lock.lock().await;
-                queries::add_student(pool, s).await?
+                Sql::add_student(pool, s).await?
             }
             Db::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                let id = queries::add_student(&mut *tx, s).await?;
+                let id = Sql::add_student(&mut *tx, s).await?;
                 self.changes.commit(pool, tx).await?;
                 id
             }
@@ -83,11 +84,11 @@ impl Writes {
         match &self.db {
             Db::Sqlite(pool, lock) => {
                 let _writing = lock.lock().await;
-                queries::remove_grade(pool, student_id, grade_id).await
+                Sql::remove_grade(pool, student_id, grade_id).await
             }
             Db::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                let removed = queries::remove_grade(&mut *tx, student_id, grade_id).await?;
+                let removed = Sql::remove_grade(&mut *tx, student_id, grade_id).await?;
                 self.changes.commit(pool, tx).await?;
                 Ok(removed)
             }

@@ -3,6 +3,7 @@
 //! picks), rows mapped by column name with `sqlx::FromRow`.
 
 use std::collections::{HashMap, VecDeque};
+use std::marker::PhantomData;
 
 use gradebook_shared::grading::{Grade, NewGrade, NewStudent, Student};
 use sqlx::postgres::PgConnection;
@@ -48,82 +49,73 @@ pub(super) struct NewRow<'a> {
 /// Every student with their grades, by ID.
 pub async fn students(db: &Db) -> sqlx::Result<Vec<Student>> {
     match db {
-        Db::Sqlite(pool, _) => students_on(pool).await,
-        Db::Postgres(pool) => students_on(pool).await,
+        Db::Sqlite(pool, _) => Sql::students_on(pool).await,
+        Db::Postgres(pool) => Sql::students_on(pool).await,
     }
 }
 
 /// One student with their grades, if there is one.
 pub async fn student(db: &Db, id: i64) -> sqlx::Result<Option<Student>> {
     match db {
-        Db::Sqlite(pool, _) => student_on(pool, id).await,
-        Db::Postgres(pool) => student_on(pool, id).await,
+        Db::Sqlite(pool, _) => Sql::student_on(pool, id).await,
+        Db::Postgres(pool) => Sql::student_on(pool, id).await,
     }
 }
 
-async fn students_on<'e, DB, E>(conn: E) -> sqlx::Result<Vec<Student>>
-where
-    DB: Database,
-    E: Executor<'e, Database = DB> + Copy,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    StudentRow: for<'r> FromRow<'r, DB::Row>,
-    GradeRow: for<'r> FromRow<'r, DB::Row>,
-{
-    let students: Vec<StudentRow> = sqlx::query_as(STUDENTS).fetch_all(conn).await?;
-    let grades: Vec<GradeRow> = sqlx::query_as(GRADES).fetch_all(conn).await?;
-    let mut grades = grades.into_iter().peekable();
-    Ok(students
-        .into_iter()
-        .map(|s| {
-            let mut mine = vec![];
-            while let Some(g) = grades.next_if(|g| g.student_id == s.id) {
-                mine.push(g.into());
-            }
-            s.with(mine)
-        })
-        .collect())
-}
+/// Grading's queries on backend `DB` (inferred from the executor each is
+/// given); the bounds every query needs are named once, here.
+pub(super) struct Sql<DB>(PhantomData<DB>);
 
-async fn student_on<'e, DB, E>(conn: E, id: i64) -> sqlx::Result<Option<Student>>
-where
-    DB: Database,
-    E: Executor<'e, Database = DB> + Copy,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    i64: for<'q> Encode<'q, DB> + Type<DB>,
-    StudentRow: for<'r> FromRow<'r, DB::Row>,
-    GradeRow: for<'r> FromRow<'r, DB::Row>,
-{
-    let Some(s) = sqlx::query_as::<_, StudentRow>(STUDENT).bind(id).fetch_optional(conn).await? else {
-        return Ok(None);
-    };
-    let grades: Vec<GradeRow> = sqlx::query_as(STUDENT_GRADES).bind(id).fetch_all(conn).await?;
-    Ok(Some(s.with(grades.into_iter().map(Grade::from).collect())))
-}
-
-/// Adds a student: the new student's ID.
-pub(super) async fn add_student<'e, DB, E>(conn: E, s: &NewStudent) -> sqlx::Result<i64>
-where
-    DB: Database,
-    E: Executor<'e, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    IdRow: for<'r> FromRow<'r, DB::Row>,
-{
-    let row: IdRow = sqlx::query_as(ADD_STUDENT).bind(&*s.first_name).bind(&*s.last_name).fetch_one(conn).await?;
-    Ok(row.id)
-}
-
-/// Removes a grade: whether the student had it.
-pub(super) async fn remove_grade<'e, DB, E>(conn: E, student_id: i64, grade_id: i64) -> sqlx::Result<bool>
+impl<DB> Sql<DB>
 where
     DB: Database,
     DB::QueryResult: RowsAffected,
-    E: Executor<'e, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     i64: for<'q> Encode<'q, DB> + Type<DB>,
+    StudentRow: for<'r> FromRow<'r, DB::Row>,
+    GradeRow: for<'r> FromRow<'r, DB::Row>,
+    IdRow: for<'r> FromRow<'r, DB::Row>,
 {
-    let done = sqlx::query(REMOVE_GRADE).bind(student_id).bind(grade_id).execute(conn).await?;
-    Ok(done.rows_affected() > 0)
+    async fn students_on<'e, E: Executor<'e, Database = DB> + Copy>(conn: E) -> sqlx::Result<Vec<Student>> {
+        let students: Vec<StudentRow> = sqlx::query_as(STUDENTS).fetch_all(conn).await?;
+        let grades: Vec<GradeRow> = sqlx::query_as(GRADES).fetch_all(conn).await?;
+        let mut grades = grades.into_iter().peekable();
+        Ok(students
+            .into_iter()
+            .map(|s| {
+                let mut mine = vec![];
+                while let Some(g) = grades.next_if(|g| g.student_id == s.id) {
+                    mine.push(g.into());
+                }
+                s.with(mine)
+            })
+            .collect())
+    }
+
+    async fn student_on<'e, E: Executor<'e, Database = DB> + Copy>(conn: E, id: i64) -> sqlx::Result<Option<Student>> {
+        let Some(s) = sqlx::query_as::<_, StudentRow>(STUDENT).bind(id).fetch_optional(conn).await? else {
+            return Ok(None);
+        };
+        let grades: Vec<GradeRow> = sqlx::query_as(STUDENT_GRADES).bind(id).fetch_all(conn).await?;
+        Ok(Some(s.with(grades.into_iter().map(Grade::from).collect())))
+    }
+
+    /// Adds a student: the new student's ID.
+    pub(super) async fn add_student<'e, E: Executor<'e, Database = DB>>(conn: E, s: &NewStudent) -> sqlx::Result<i64> {
+        let row: IdRow = sqlx::query_as(ADD_STUDENT).bind(&*s.first_name).bind(&*s.last_name).fetch_one(conn).await?;
+        Ok(row.id)
+    }
+
+    /// Removes a grade: whether the student had it.
+    pub(super) async fn remove_grade<'e, E: Executor<'e, Database = DB>>(
+        conn: E,
+        student_id: i64,
+        grade_id: i64,
+    ) -> sqlx::Result<bool> {
+        let done = sqlx::query(REMOVE_GRADE).bind(student_id).bind(grade_id).execute(conn).await?;
+        Ok(done.rows_affected() > 0)
+    }
 }
 
 /// Inserts the grades of `group` in one statement (on SQLite a transaction
