@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod cli;
+pub mod db;
 pub mod grading;
 pub mod log;
 pub mod registry;

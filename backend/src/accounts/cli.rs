@@ -9,8 +9,11 @@ use std::io::{IsTerminal, Read};
 
 use clap::{Args, Subcommand};
 
+use super::account::Role;
+use super::secrets::{hash, new_token, random_password};
+use super::store::Store;
 use super::store::StoreError;
-use super::{MAX_PASSWORD, Role, Store, hash, new_token, random_password, validate_name, validate_password};
+use super::validate::{MAX_PASSWORD, validate_name, validate_password};
 
 #[derive(Debug, Clone, Args)]
 pub struct AccountsArgs {
@@ -47,7 +50,7 @@ pub enum AccountsCommand {
 
 /// Runs one `gradebook accounts` command.
 pub async fn run(args: AccountsArgs) -> anyhow::Result<()> {
-    let db = crate::grading::Db::connect(&args.database_url)
+    let db = crate::db::Db::connect(&args.database_url)
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", args.database_url))?;
     let result = execute(&Store::new(&db), args.command).await;

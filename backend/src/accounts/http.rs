@@ -27,8 +27,11 @@ use gradebook_shared::ErrorBody;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
-use super::{Account, Store, token_name, validate_name, verify};
-use crate::grading::Db;
+use super::account::Account;
+use super::secrets::{token_name, verify};
+use super::store::Store;
+use super::validate::validate_name;
+use crate::db::Db;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountsError {

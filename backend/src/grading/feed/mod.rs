@@ -14,14 +14,18 @@
 //! A `pong` is written only while grading knows it has heard every write
 //! (see `trust` in [`Feed::new`]): when it cannot tell, its subscribers'
 //! leases run out, as its own read snapshots stop being served.
+//!
+//! - [`connection`]: one subscription's connection, its lines either way.
+
+pub mod connection;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
-use gradebook_shared::grading::changes::{ACK_LIMIT, LEASE, Line, MAX_LINE};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, watch};
+use gradebook_shared::grading::changes::ACK_LIMIT;
+use parking_lot::{Mutex, MutexGuard};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -88,8 +92,8 @@ impl Feed {
 
     /// The subscribers that may still trust something (those whose lease
     /// ran out are dropped first).
-    fn subscribers(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Subscriber>> {
-        let mut subscribers = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+    fn subscribers(&self) -> MutexGuard<'_, HashMap<u64, Subscriber>> {
+        let mut subscribers = self.subscribers.lock();
         let now = Instant::now();
         subscribers.retain(|_, s| s.distrusts_at.get().is_none_or(|at| *at > now));
         subscribers
@@ -166,92 +170,11 @@ impl Feed {
     }
 }
 
-impl Accepted {
-    /// The subscription's connection, until it ends, is cut off, grading
-    /// goes deaf or shuts down.
-    pub async fn run(self, io: impl AsyncRead + AsyncWrite + Send) {
-        let Accepted { feed, acked, cut, distrusts_at } = &self;
-        // When the last `pong` was written: no lease outlasts it by more
-        // than [`LEASE`].
-        let mut ponged: Option<Instant> = None;
-        let (read, mut write) = tokio::io::split(io);
-        let (pongs, mut to_pong) = mpsc::channel::<u64>(16);
-        let reading = async {
-            let mut reader = BufReader::new(read);
-            let mut line = Vec::with_capacity(MAX_LINE);
-            loop {
-                line.clear();
-                let read = (&mut reader).take(MAX_LINE as u64).read_until(b'\n', &mut line).await;
-                match read.ok().filter(|n| *n > 0).and_then(|_| Line::parse(&line)) {
-                    Some(Line::Ack(n)) => {
-                        acked.send_if_modified(|at| {
-                            let newer = n > *at;
-                            if newer {
-                                *at = n;
-                            }
-                            newer
-                        });
-                    }
-                    // A subscriber that does not read its pongs stops here.
-                    Some(Line::Ping(k)) if pongs.send(k).await.is_ok() => {}
-                    _ => return,
-                }
-            }
-        };
-        let writing = async {
-            let mut now = feed.now.subscribe();
-            loop {
-                let Some(generation) = *now.borrow_and_update() else { return };
-                if !write_line(&mut write, Line::Changed(generation)).await {
-                    return;
-                }
-                loop {
-                    tokio::select! {
-                        // A change pending goes out before any pong.
-                        biased;
-                        changed = now.changed() => match changed {
-                            Ok(()) => break,
-                            Err(_) => return,
-                        },
-                        pong = to_pong.recv() => match pong {
-                            // Not knowing all writes, grading lends no trust.
-                            Some(_) if !(feed.trust)() => return,
-                            Some(k) if write_line(&mut write, Line::Pong(k)).await => {
-                                ponged = Some(Instant::now());
-                            }
-                            _ => return,
-                        },
-                    }
-                }
-            }
-        };
-        tokio::select! {
-            () = reading => {}
-            () = writing => {}
-            () = cut.cancelled() => {}
-            () = feed.shutdown.cancelled() => {}
-        }
-        let _ = distrusts_at.set(ponged.map_or_else(Instant::now, |at| at + LEASE));
-    }
-}
-
-impl Drop for Accepted {
-    /// Never run (its upgrade failed), it was never trusted.
-    fn drop(&mut self) {
-        let _ = self.distrusts_at.set(Instant::now());
-    }
-}
-
-/// Writes `line`; false when it could not be written in time (a subscriber
-/// that never reads cannot hold the task).
-async fn write_line(write: &mut (impl AsyncWrite + Unpin), line: Line) -> bool {
-    matches!(tokio::time::timeout(ACK_LIMIT, write.write_all(&line.to_bytes())).await, Ok(Ok(())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncBufReadExt, DuplexStream};
+    use gradebook_shared::grading::changes::{LEASE, Line, MAX_LINE};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
 
     struct Subscriber {
         lines: tokio::io::Lines<BufReader<tokio::io::ReadHalf<DuplexStream>>>,
@@ -413,6 +336,27 @@ mod tests {
         assert_eq!(feed.subscribe().err(), Some(Refused::Deaf), "a local write does not make it hear");
         feed.listening(4);
         assert!(feed.subscribe().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_line_of_the_longest_length_is_read() {
+        let feed = Feed::new(Some(1), || true);
+        let mut portal = subscribed(&feed);
+        assert_eq!(portal.next().await, Some(Line::Changed(1)));
+        feed.moved_to(2);
+        assert_eq!(portal.next().await, Some(Line::Changed(2)));
+        let reached = tokio::spawn({
+            let feed = feed.clone();
+            async move { feed.reached(2).await }
+        });
+
+        let longest = format!("ack {:0>width$}\n", 2, width = MAX_LINE - "ack \n".len());
+        assert_eq!(longest.len(), MAX_LINE);
+        portal.write.write_all(longest.as_bytes()).await.expect("written");
+
+        tokio::time::timeout(ACK_LIMIT / 2, reached).await.expect("acknowledged").expect("no panic");
+        portal.send(Line::Ping(7)).await;
+        assert_eq!(portal.next().await, Some(Line::Pong(7)), "still subscribed");
     }
 
     #[tokio::test]

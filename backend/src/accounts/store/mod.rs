@@ -1,58 +1,15 @@
-//! Accounts in grading's database (table `accounts`, migration 0003): the
-//! same SQL on SQLite and PostgreSQL, SQLite's writes under grading's write
-//! lock. Only hashes are stored; hashing happens in the callers.
+//! Accounts in the shared database (table `accounts`, migration 0003): the
+//! same SQL on SQLite and PostgreSQL (see [`queries`]), SQLite's writes
+//! under the database's write lock, shared with grading's. Only hashes are
+//! stored; hashing happens in the callers.
+//!
+//! - [`queries`]: the SQL.
 
-use std::sync::Arc;
+pub mod queries;
 
-use sqlx::Row;
-use sqlx::postgres::PgPool;
-use sqlx::sqlite::SqlitePool;
-
-use super::{Account, Role};
-use crate::grading::Db;
-
-/// Grading's pool, borrowed from its [`Db`] (`Db::accounts_pool`).
-#[derive(Clone, Debug)]
-pub enum Pool {
-    /// With grading's SQLite write lock, so our writes queue with its own.
-    Sqlite(SqlitePool, Arc<tokio::sync::Mutex<()>>),
-    Postgres(PgPool),
-}
-
-/// Runs the same query code against whichever pool `pool` is; with
-/// `writing`, under SQLite's write lock (shared with grading's writes).
-macro_rules! on_pool {
-    ($pool_:expr, |$pool:ident| $body:expr) => {
-        match $pool_ {
-            Pool::Sqlite($pool, _) => $body,
-            Pool::Postgres($pool) => $body,
-        }
-    };
-    ($pool_:expr, writing |$pool:ident| $body:expr) => {
-        match $pool_ {
-            Pool::Sqlite($pool, lock) => {
-                let _writing = lock.lock().await;
-                $body
-            }
-            Pool::Postgres($pool) => $body,
-        }
-    };
-}
-
-const COLUMNS: &str = "name, role, student_id, version, password_hash, token_hash, created_at";
-const ADD: &str = "INSERT INTO accounts (name, role, student_id, password_hash, version, created_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6)";
-/// Creates the first account, only while there is none (a concurrent second
-/// caller inserts nothing, or hits the unique name).
-const ADD_FIRST: &str = "INSERT INTO accounts (name, role, password_hash, version, created_at) \
-                         SELECT $1, 'teacher', $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM accounts)";
-/// The new version is past the old one and past the clock (see [`first_version`]).
-const SET_PASSWORD: &str = "UPDATE accounts SET password_hash = $2, \
-                            version = CASE WHEN version + 1 > $3 THEN version + 1 ELSE $3 END \
-                            WHERE name = $1 RETURNING version";
-const SET_TOKEN: &str = "UPDATE accounts SET token_hash = $2 WHERE name = $1";
-const REMOVE: &str = "DELETE FROM accounts WHERE name = $1";
-const COUNT: &str = "SELECT COUNT(*) FROM accounts";
+use super::account::{Account, Role};
+use crate::db::Db;
+use queries::{AccountRow, NewAccount, Sql};
 
 /// One stored account with its secrets' hashes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,10 +36,10 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
 }
 
-/// The accounts table of grading's database: cheap to clone.
+/// The accounts table of the shared database: cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: Pool,
+    db: Db,
 }
 
 /// The version a new account starts at, and the least a password change
@@ -104,42 +61,6 @@ fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-fn stored(row: &impl RowLike) -> sqlx::Result<Stored> {
-    row.stored()
-}
-
-/// Reads a [`Stored`] from either backend's row.
-trait RowLike {
-    fn stored(&self) -> sqlx::Result<Stored>;
-}
-
-macro_rules! row_like {
-    ($row:ty) => {
-        impl RowLike for $row {
-            fn stored(&self) -> sqlx::Result<Stored> {
-                let role: String = self.try_get(1)?;
-                let role = Role::parse(&role).ok_or_else(|| sqlx::Error::ColumnDecode {
-                    index: "role".into(),
-                    source: format!("unknown role {role:?}").into(),
-                })?;
-                Ok(Stored {
-                    account: Account {
-                        name: self.try_get(0)?,
-                        role,
-                        student: self.try_get(2)?,
-                        version: self.try_get(3)?,
-                    },
-                    password_hash: self.try_get(4)?,
-                    token_hash: self.try_get(5)?,
-                    created_at: self.try_get(6)?,
-                })
-            }
-        }
-    };
-}
-row_like!(sqlx::sqlite::SqliteRow);
-row_like!(sqlx::postgres::PgRow);
-
 /// Turns a constraint violation into what it means here.
 fn refused(e: sqlx::Error, name: &str, student: Option<i64>) -> StoreError {
     if let sqlx::Error::Database(d) = &e {
@@ -158,10 +79,27 @@ fn refused(e: sqlx::Error, name: &str, student: Option<i64>) -> StoreError {
     StoreError::Database(e)
 }
 
+impl TryFrom<AccountRow> for Stored {
+    type Error = sqlx::Error;
+
+    fn try_from(row: AccountRow) -> sqlx::Result<Stored> {
+        let role = Role::parse(&row.role).ok_or_else(|| sqlx::Error::ColumnDecode {
+            index: "role".into(),
+            source: format!("unknown role {:?}", row.role).into(),
+        })?;
+        Ok(Stored {
+            account: Account { name: row.name, role, student: row.student_id, version: row.version },
+            password_hash: row.password_hash,
+            token_hash: row.token_hash,
+            created_at: row.created_at,
+        })
+    }
+}
+
 impl Store {
     /// The accounts in `db`'s database.
     pub fn new(db: &Db) -> Self {
-        Self { pool: db.accounts_pool() }
+        Self { db: db.clone() }
     }
 
     /// Adds an account whose password hashes to `password_hash`. A student
@@ -177,21 +115,13 @@ impl Store {
             return Err(StoreError::StudentMismatch);
         }
         let version = first_version();
-        let added = on_pool!(
-            &self.pool,
-            writing | pool | {
-                sqlx::query(ADD)
-                    .bind(name)
-                    .bind(role.as_str())
-                    .bind(student)
-                    .bind(password_hash)
-                    .bind(version)
-                    .bind(now_rfc3339())
-                    .execute(pool)
-                    .await
-                    .map(|_| ())
-            }
-        );
+        let created_at = now_rfc3339();
+        let new = NewAccount { name, role: role.as_str(), student, password_hash, version, created_at: &created_at };
+        let _writing = self.db.write_lock().await;
+        let added = match &self.db {
+            Db::Sqlite(pool, _) => Sql::add(pool, &new).await,
+            Db::Postgres(pool) => Sql::add(pool, &new).await,
+        };
         added.map_err(|e| refused(e, name, student))?;
         Ok(Account { name: name.to_owned(), role, student, version })
     }
@@ -199,21 +129,14 @@ impl Store {
     /// Adds the teacher `name` only when there is no account at all; true
     /// when it did.
     pub async fn add_first(&self, name: &str, password_hash: &str) -> Result<bool, StoreError> {
-        let added = on_pool!(
-            &self.pool,
-            writing | pool | {
-                sqlx::query(ADD_FIRST)
-                    .bind(name)
-                    .bind(password_hash)
-                    .bind(first_version())
-                    .bind(now_rfc3339())
-                    .execute(pool)
-                    .await
-                    .map(|done| done.rows_affected())
-            }
-        );
+        let (version, created_at) = (first_version(), now_rfc3339());
+        let _writing = self.db.write_lock().await;
+        let added = match &self.db {
+            Db::Sqlite(pool, _) => Sql::add_first(pool, name, password_hash, version, &created_at).await,
+            Db::Postgres(pool) => Sql::add_first(pool, name, password_hash, version, &created_at).await,
+        };
         match added {
-            Ok(rows) => Ok(rows > 0),
+            Ok(added) => Ok(added),
             // Someone else created it at the same moment.
             Err(e) if matches!(&e, sqlx::Error::Database(d) if d.is_unique_violation()) => Ok(false),
             Err(e) => Err(e.into()),
@@ -222,62 +145,60 @@ impl Store {
 
     /// The account named `name` with its hashes, if any.
     pub async fn find(&self, name: &str) -> sqlx::Result<Option<Stored>> {
-        let query = format!("SELECT {COLUMNS} FROM accounts WHERE name = $1");
-        on_pool!(&self.pool, |pool| {
-            sqlx::query(&query).bind(name).fetch_optional(pool).await?.as_ref().map(stored).transpose()
-        })
+        let row = match &self.db {
+            Db::Sqlite(pool, _) => Sql::find(pool, name).await?,
+            Db::Postgres(pool) => Sql::find(pool, name).await?,
+        };
+        row.map(Stored::try_from).transpose()
     }
 
     /// Every account, by name.
     pub async fn list(&self) -> sqlx::Result<Vec<Stored>> {
-        let query = format!("SELECT {COLUMNS} FROM accounts ORDER BY name");
-        on_pool!(&self.pool, |pool| { sqlx::query(&query).fetch_all(pool).await?.iter().map(stored).collect() })
+        let rows = match &self.db {
+            Db::Sqlite(pool, _) => Sql::list(pool).await?,
+            Db::Postgres(pool) => Sql::list(pool).await?,
+        };
+        rows.into_iter().map(Stored::try_from).collect()
     }
 
     pub async fn count(&self) -> sqlx::Result<i64> {
-        on_pool!(&self.pool, |pool| sqlx::query_scalar(COUNT).fetch_one(pool).await)
+        match &self.db {
+            Db::Sqlite(pool, _) => Sql::count(pool).await,
+            Db::Postgres(pool) => Sql::count(pool).await,
+        }
     }
 
     /// Replaces the password's hash and moves the version on; returns the
     /// new version.
     pub async fn set_password(&self, name: &str, password_hash: &str) -> Result<i64, StoreError> {
-        let version: Option<i64> = on_pool!(
-            &self.pool,
-            writing | pool | {
-                sqlx::query_scalar(SET_PASSWORD)
-                    .bind(name)
-                    .bind(password_hash)
-                    .bind(first_version())
-                    .fetch_optional(pool)
-                    .await?
-            }
-        );
+        let least = first_version();
+        let _writing = self.db.write_lock().await;
+        let version = match &self.db {
+            Db::Sqlite(pool, _) => Sql::set_password(pool, name, password_hash, least).await?,
+            Db::Postgres(pool) => Sql::set_password(pool, name, password_hash, least).await?,
+        };
         version.ok_or_else(|| StoreError::NoAccount(name.to_owned()))
     }
 
     /// Replaces the account's personal API token's hash (one token per
     /// account: the previous one stops working).
     pub async fn set_token(&self, name: &str, token_hash: &str) -> Result<(), StoreError> {
-        let affected = on_pool!(
-            &self.pool,
-            writing | pool | {
-                sqlx::query(SET_TOKEN).bind(name).bind(token_hash).execute(pool).await?.rows_affected()
-            }
-        );
-        if affected == 0 {
-            return Err(StoreError::NoAccount(name.to_owned()));
-        }
-        Ok(())
+        let _writing = self.db.write_lock().await;
+        let found = match &self.db {
+            Db::Sqlite(pool, _) => Sql::set_token(pool, name, token_hash).await?,
+            Db::Postgres(pool) => Sql::set_token(pool, name, token_hash).await?,
+        };
+        found.then_some(()).ok_or_else(|| StoreError::NoAccount(name.to_owned()))
     }
 
     /// Removes the account, its password and its token.
     pub async fn remove(&self, name: &str) -> Result<(), StoreError> {
-        let affected =
-            on_pool!(&self.pool, writing | pool | sqlx::query(REMOVE).bind(name).execute(pool).await?.rows_affected());
-        if affected == 0 {
-            return Err(StoreError::NoAccount(name.to_owned()));
-        }
-        Ok(())
+        let _writing = self.db.write_lock().await;
+        let found = match &self.db {
+            Db::Sqlite(pool, _) => Sql::remove(pool, name).await?,
+            Db::Postgres(pool) => Sql::remove(pool, name).await?,
+        };
+        found.then_some(()).ok_or_else(|| StoreError::NoAccount(name.to_owned()))
     }
 }
 
@@ -285,24 +206,11 @@ impl Store {
 mod tests {
     use super::*;
 
-    struct Temp(std::path::PathBuf);
-
-    impl Drop for Temp {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    async fn store() -> (Store, Temp) {
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "gradebook-accounts-unit-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let db = Db::connect(&format!("sqlite://{}/grading.db", dir.display())).await.unwrap();
-        (Store::new(&db), Temp(dir))
+    /// A store on a new SQLite database, in a folder removed when dropped.
+    async fn store() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let db = Db::connect(&format!("sqlite://{}/grading.db", dir.path().display())).await.unwrap();
+        (Store::new(&db), dir)
     }
 
     #[tokio::test]
