@@ -1,0 +1,42 @@
+//! The routes the runtime adds to every service: the heartbeat the
+//! registry probes and the endpoint it pushes patches to.
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use gradebook_shared::registry::PushedPatch;
+
+use super::Runtime;
+use crate::http::ApiJson;
+
+/// Where the registry sends a service its patches.
+pub const UPDATE_PATH: &str = "/registry/update";
+/// What the registry probes.
+pub const HEARTBEAT_PATH: &str = "/heartbeat";
+
+impl Runtime {
+    /// The routes the runtime adds to every service.
+    pub fn routes(&self) -> Router {
+        Router::new()
+            .route(HEARTBEAT_PATH, get(heartbeat))
+            .route(UPDATE_PATH, post(receive_patch))
+            .with_state(self.clone())
+    }
+}
+
+/// Open to anyone; but only a probe carrying the cluster token (the
+/// registry's) counts as the registry still knowing us, so a stranger's
+/// polling cannot keep a forgotten service from registering again.
+async fn heartbeat(State(rt): State<Runtime>, headers: axum::http::HeaderMap) -> &'static str {
+    if rt.inner.spec.token.as_deref().is_none_or(|t| crate::http::token_matches(&headers, t)) {
+        rt.heard();
+    }
+    "ok"
+}
+
+async fn receive_patch(State(rt): State<Runtime>, ApiJson(pushed): ApiJson<PushedPatch>) -> Json<serde_json::Value> {
+    let patch = &pushed.patch;
+    tracing::debug!(added = ?patch.added, removed = ?patch.removed, seq = ?pushed.seq, "patch received");
+    let applied = rt.inner.providers.apply_pushed(&pushed);
+    Json(serde_json::json!({ "applied": applied }))
+}
