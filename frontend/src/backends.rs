@@ -20,9 +20,8 @@ use gradebook_shared::registry::ServiceStatus;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Security;
+use crate::encoding::encode;
 use crate::error::ApiError;
-use crate::freshness::Freshness;
 use crate::people::Account;
 
 /// What the portal talks to. Cheap to clone (middleware state is cloned for
@@ -38,10 +37,6 @@ pub struct Backends {
     stream_idle: Duration,
     /// Cancelled when the portal shuts down (a token's own clone takes a lock).
     shutdown: Arc<CancellationToken>,
-    /// Open or closed to people, with what sign-in needs (see `crate::auth`).
-    pub security: Security,
-    /// Whether what was kept of grading's answers is still current.
-    pub fresh: Freshness,
 }
 
 /// The log service sends a keep-alive every 15 s on a quiet tail; three
@@ -76,21 +71,12 @@ impl Backends {
             stream_client,
             stream_idle: STREAM_IDLE,
             shutdown: Arc::default(),
-            security: Security::open(),
-            fresh: Freshness::default(),
         }
     }
 
-    /// Follows grading's change feeds until shutdown (see [`Freshness`]):
-    /// without it, every kept answer is revalidated on every request.
-    pub fn follow_changes(&self) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(self.fresh.clone().follow(self.runtime.clone(), (*self.shutdown).clone()))
-    }
-
-    /// Closes the portal to people who have not signed in (see `crate::auth`).
-    pub fn with_security(mut self, security: Security) -> Self {
-        self.security = security;
-        self
+    /// What ends the portal's long-lived work (streams, subscriptions).
+    pub fn shutdown(&self) -> CancellationToken {
+        (*self.shutdown).clone()
     }
 
     /// Ends what streams (the live log tail) once `shutdown` is cancelled.
@@ -158,7 +144,7 @@ impl Backends {
     /// The account `name` as it is now (its `version` tells whether a
     /// session is still good); `None` when there is none.
     pub async fn account(&self, name: &str) -> Result<Option<Account>, ApiError> {
-        let name = crate::api::encode(name);
+        let name = encode(name);
         self.account_answer(|c, base| c.get(format!("{base}/accounts/{name}"))).await
     }
 

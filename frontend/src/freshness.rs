@@ -13,15 +13,20 @@
 //! is simply always asked.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
+use bytes::BytesMut;
+use futures::StreamExt;
 use gradebook_runtime::Runtime;
 use gradebook_shared::grading::changes::{LEASE, Line, MAX_LINE, PATH, PROTOCOL};
 use gradebook_shared::names;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use parking_lot::{Mutex, MutexGuard};
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
+use tokio_util::codec::{Decoder, FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 
 /// How often a subscription pings: well within [`LEASE`], so that a lease
@@ -32,8 +37,33 @@ const PING_EVERY: Duration = Duration::from_millis(100);
 const SYNC_EVERY: Duration = Duration::from_millis(50);
 /// Longest wait for grading to take a subscription.
 const SUBSCRIBE_LIMIT: Duration = Duration::from_secs(2);
-/// Waits before subscribing again, growing up to the last.
-const BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(10));
+/// Waits before subscribing again: 200 ms, doubling up to 10 s, for as
+/// long as it takes.
+const BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(200))
+    .with_max_delay(Duration::from_secs(10))
+    .with_factor(2.0)
+    .without_max_times();
+
+/// The feed's lines, each at most [`MAX_LINE`] bytes with its `\n`. Only
+/// whole lines count: what is left unended when the feed closes is an
+/// error, as an overlong line is, and ends the subscription.
+struct FeedLines(LinesCodec);
+
+impl FeedLines {
+    fn new() -> Self {
+        Self(LinesCodec::new_with_max_length(MAX_LINE - 1))
+    }
+}
+
+impl Decoder for FeedLines {
+    type Item = String;
+    type Error = LinesCodecError;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<String>, LinesCodecError> {
+        self.0.decode(buf)
+    }
+}
 
 #[derive(Clone, Default)]
 pub struct Freshness(Arc<Inner>);
@@ -61,8 +91,8 @@ impl Freshness {
         self.0.start.get_or_init(Instant::now).elapsed().as_millis() as u64
     }
 
-    fn subscriptions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Subscription>>> {
-        self.0.subscriptions.lock().unwrap_or_else(|p| p.into_inner())
+    fn subscriptions(&self) -> MutexGuard<'_, HashMap<String, Arc<Subscription>>> {
+        self.0.subscriptions.lock()
     }
 
     /// The epoch now: read it before a question to grading, and keep the
@@ -126,7 +156,7 @@ impl Freshness {
     /// Holds the subscription to the grading at `url` until it is cancelled,
     /// subscribing again (with backoff) whenever it ends.
     async fn subscribe(self, runtime: Runtime, url: String, subscription: Arc<Subscription>) {
-        let mut backoff = BACKOFF.0;
+        let mut delays = BACKOFF.build();
         while !subscription.cancel.is_cancelled() {
             let held = tokio::select! {
                 () = subscription.cancel.cancelled() => None,
@@ -137,14 +167,14 @@ impl Freshness {
             match held {
                 None => break,
                 // It flowed: something went wrong since, so try again soon.
-                Some(Ok(())) => backoff = BACKOFF.0,
+                Some(Ok(())) => delays = BACKOFF.build(),
                 Some(Err(why)) => tracing::debug!(%url, %why, "no change feed from grading; asking it every time"),
             }
+            let delay = delays.next().unwrap_or(Duration::from_secs(10));
             tokio::select! {
                 () = subscription.cancel.cancelled() => break,
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep(delay) => {}
             }
-            backoff = (backoff * 2).min(BACKOFF.1);
         }
     }
 
@@ -171,8 +201,7 @@ impl Freshness {
         let (read, mut write) = tokio::io::split(io);
         // What was kept before could have missed a change.
         self.moved();
-        let mut reader = BufReader::new(read).take(0);
-        let mut line = Vec::with_capacity(MAX_LINE);
+        let mut lines = FramedRead::new(read, FeedLines::new());
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Bounded: a grading that never reads cannot hold the subscription.
@@ -181,18 +210,13 @@ impl Freshness {
             _ => Err("grading does not read its change feed".to_owned()),
         };
         loop {
-            // What a line may still take: a longer one ends the subscription.
-            reader.set_limit(MAX_LINE.saturating_sub(line.len()) as u64);
             tokio::select! {
                 _ = ping.tick() => send(Line::Ping(self.millis())).await?,
-                // Cancel-safe: what was read stays in `line`.
-                read = reader.read_until(b'\n', &mut line) => {
-                    match read {
-                        Ok(0) | Err(_) => return Ok(()),
-                        Ok(_) if !line.ends_with(b"\n") => continue,
-                        Ok(_) => {}
-                    }
-                    match Line::parse(&line) {
+                // Cancel-safe: what was read stays in the framed reader.
+                line = lines.next() => {
+                    // The end, a broken or an overlong line: over.
+                    let Some(Ok(line)) = line else { return Ok(()) };
+                    match Line::parse(line.as_bytes()) {
                         Some(Line::Changed(n)) => {
                             self.moved();
                             send(Line::Ack(n)).await?;
@@ -205,7 +229,6 @@ impl Freshness {
                         }
                         _ => return Ok(()),
                     }
-                    line.clear();
                 }
             }
         }

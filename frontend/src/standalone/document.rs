@@ -1,0 +1,53 @@
+//! The page around what the app does not render: the document head with
+//! the site's stylesheet, the top bar with the brand and the links the
+//! viewer may follow, and the content in `<main>`.
+
+use leptos::prelude::*;
+
+/// The links in the top bar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nav {
+    /// Nobody signed in: no links they could not follow.
+    Nothing,
+    /// A student: their own page.
+    Own(i64),
+    /// Everything (a teacher, or an open portal).
+    All,
+}
+
+/// A whole HTML document with the portal's look.
+#[component]
+pub fn Document(options: LeptosOptions, title: String, nav: Nav, children: Children) -> impl IntoView {
+    let css = format!("/{}/{}.css", options.site_pkg_dir, options.output_name);
+    let links = match nav {
+        Nav::Nothing => None,
+        Nav::Own(id) => Some(view! { <a href=format!("/students/{id}")>"My grades"</a> }.into_any()),
+        Nav::All => Some(
+            view! {
+                <a href="/students">"Students"</a>
+                <a href="/services">"Services"</a>
+                <a href="/logs">"Logs"</a>
+            }
+            .into_any(),
+        ),
+    };
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <title>{format!("{title} · Grade Book")}</title>
+                <link rel="stylesheet" href=css/>
+                <link rel="icon" href="data:,"/>
+            </head>
+            <body>
+                <header class="top">
+                    <a href="/students" class="brand">"Gradebook"</a>
+                    <nav>{links}</nav>
+                </header>
+                <main>{children()}</main>
+            </body>
+        </html>
+    }
+}
