@@ -1,3 +1,6 @@
+//! The page cache: what is kept, within which budget, and what grading
+//! is asked.
+
 use std::sync::Arc;
 
 use axum::Router;

@@ -1,3 +1,7 @@
+//! The portal through `server::router` with `oneshot`: pages, the JSON
+//! API, the form post and the live log tail, against stand-ins for the
+//! services on real sockets.
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

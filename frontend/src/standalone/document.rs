@@ -1,6 +1,7 @@
 //! The page around what the app does not render: the document head with
 //! the site's stylesheet, the top bar with the brand and the links the
-//! viewer may follow, and the content in `<main>`.
+//! viewer may follow, and the content in `<main>`; and rendering such a
+//! page to a string.
 
 use leptos::prelude::*;
 
@@ -50,4 +51,9 @@ pub fn Document(options: LeptosOptions, title: String, nav: Nav, children: Child
             </body>
         </html>
     }
+}
+
+/// `view` as HTML, rendered under an owner of its own.
+pub fn render(view: impl FnOnce() -> AnyView) -> String {
+    Owner::new().with(|| view().to_html())
 }

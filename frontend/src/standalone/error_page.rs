@@ -5,8 +5,7 @@
 use axum::http::StatusCode;
 use leptos::prelude::*;
 
-use super::document::{Document, Nav};
-use super::render;
+use super::document::{Document, Nav, render};
 use crate::people::{OPEN_BANNER, Viewer};
 
 /// What the page's heading says for `status`.

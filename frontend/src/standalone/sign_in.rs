@@ -3,8 +3,7 @@
 
 use leptos::prelude::*;
 
-use super::document::{Document, Nav};
-use super::render;
+use super::document::{Document, Nav, render};
 
 /// What the form shows.
 #[derive(Clone, Debug, Default)]
