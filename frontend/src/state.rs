@@ -29,7 +29,7 @@ impl AppState {
     }
 
     /// Follows grading's change feeds until the services' shutdown (see
-    /// [`Freshness`]): without it, every kept answer is revalidated on every
+    /// `freshness`): without it, every kept answer is revalidated on every
     /// request.
     pub fn follow_changes(&self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(self.fresh.clone().follow(self.services.runtime.clone(), self.services.shutdown()))

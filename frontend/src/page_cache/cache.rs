@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use axum::body::Bytes;
 use axum::http::{HeaderValue, StatusCode, header};
 use gradebook_shared::names;
+use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
 use super::flights::{Asking, Flights, Outcome, Waiting};
@@ -49,7 +50,7 @@ impl PageCache {
     }
 
     pub fn with_limits(backends: Backends, fresh: Freshness, limits: Limits) -> Self {
-        let flights = Cache::new(limits.pages as u64);
+        let flights = Cache::builder().max_capacity(limits.pages as u64).eviction_policy(EvictionPolicy::lru()).build();
         Self { backends, fresh, store: Arc::new(Store::new(limits)), flights }
     }
 
