@@ -5,6 +5,8 @@
 
 use leptos::prelude::*;
 
+use crate::app::SiteHead;
+
 /// The links in the top bar.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Nav {
@@ -19,7 +21,6 @@ pub enum Nav {
 /// A whole HTML document with the portal's look.
 #[component]
 pub fn Document(options: LeptosOptions, title: String, nav: Nav, children: Children) -> impl IntoView {
-    let css = format!("/{}/{}.css", options.site_pkg_dir, options.output_name);
     let links = match nav {
         Nav::Nothing => None,
         Nav::Own(id) => Some(view! { <a href=format!("/students/{id}")>"My grades"</a> }.into_any()),
@@ -36,11 +37,8 @@ pub fn Document(options: LeptosOptions, title: String, nav: Nav, children: Child
         <!DOCTYPE html>
         <html lang="en">
             <head>
-                <meta charset="utf-8"/>
-                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <SiteHead options/>
                 <title>{format!("{title} · Grade Book")}</title>
-                <link rel="stylesheet" href=css/>
-                <link rel="icon" href="data:,"/>
             </head>
             <body>
                 <header class="top">
