@@ -96,3 +96,36 @@ pub async fn hold(fresh: &Freshness, runtime: &Runtime, url: &str, subscription:
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+    use tokio_util::codec::FramedRead;
+
+    use super::FeedLines;
+
+    /// The lines `bytes` frame into, until the first error.
+    async fn framed(bytes: &'static [u8]) -> (Vec<String>, bool) {
+        let mut lines = FramedRead::new(bytes, FeedLines::new());
+        let mut read = Vec::new();
+        while let Some(line) = lines.next().await {
+            match line {
+                Ok(line) => read.push(line),
+                Err(_) => return (read, true),
+            }
+        }
+        (read, false)
+    }
+
+    #[tokio::test]
+    async fn only_whole_lines_within_the_limit_are_read() {
+        assert_eq!(framed(b"changed 1\npong 5\n").await, (vec!["changed 1".to_owned(), "pong 5".to_owned()], false));
+        let longest = format!("changed {}\n", "9".repeat(64 - "changed \n".len()));
+        let longest: &'static [u8] = Box::leak(longest.into_bytes().into_boxed_slice());
+        assert_eq!(framed(longest).await.0.len(), 1, "a line of 64 bytes with its newline is read");
+        let over = format!("changed {}\n", "9".repeat(65 - "changed \n".len()));
+        let over: &'static [u8] = Box::leak(over.into_bytes().into_boxed_slice());
+        assert_eq!(framed(over).await, (vec![], true), "a longer one ends the feed");
+        assert_eq!(framed(b"changed 1\nchang").await, (vec!["changed 1".to_owned()], true), "so does an unended one");
+    }
+}

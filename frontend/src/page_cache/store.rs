@@ -1,8 +1,9 @@
 //! The kept pages: a moka cache with least-recently-used eviction, within a
-//! budget of pages and of bytes. A page weighs its bytes (path, headers,
-//! body), and at least its share of the byte budget (`bytes / pages`), so
-//! that one weight bound keeps both: never more than `pages` pages, never
-//! more than `bytes` bytes. A page larger than `page_bytes` is not kept.
+//! budget of pages and of bytes. Moka bounds one total weight, so a page
+//! weighs `max(bytes of it × pages, bytes)` (its bytes: path, headers,
+//! body) against a capacity of `bytes × pages`: the weights' sum bounds
+//! both, never more than `pages` pages and never more than `bytes` bytes. A
+//! page larger than `page_bytes` is not kept.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,11 +74,15 @@ pub struct Store {
 
 impl Store {
     pub fn new(limits: Limits) -> Self {
-        let least = limits.bytes.div_ceil(limits.pages.max(1));
+        let (count, budget) = (limits.pages.max(1) as u64, limits.bytes as u64);
         let pages = Cache::builder()
-            .max_capacity(limits.bytes as u64)
+            .max_capacity(budget.saturating_mul(count))
             .weigher(move |path: &String, page: &Arc<Page>| {
-                u32::try_from(page.weight(path).max(least)).unwrap_or(u32::MAX)
+                // At most `page_bytes` × `pages` (4 MiB × 1024 = 2^32 at the
+                // most): where that is cut to `u32::MAX`, the sum still keeps
+                // the byte budget to the byte, weights being whole bytes.
+                let weight = (page.weight(path) as u64).saturating_mul(count).max(budget);
+                u32::try_from(weight).unwrap_or(u32::MAX)
             })
             .eviction_policy(EvictionPolicy::lru())
             .build();

@@ -85,6 +85,18 @@ fn the_kept_pages_stay_within_their_byte_budget_dropping_the_least_recently_used
     assert!(cache.page("/students/2", &tag).is_none(), "the least recently used page went");
 }
 
+#[test]
+fn the_kept_pages_stay_within_their_count_however_small_they_are() {
+    let cache = cache_of(Limits { pages: 3, bytes: 1_000_000, page_bytes: 500 });
+    let tag = HeaderValue::from_static("\"v\"");
+    for i in 1..=10 {
+        cache.keep(format!("/students/{i}"), page_of(10));
+    }
+    let kept = (1..=10).filter(|i| cache.page(&format!("/students/{i}"), &tag).is_some()).count();
+    assert_eq!(kept, 3, "no more pages than the count allows");
+    assert!(cache.page("/students/10", &tag).is_some(), "the newest page is kept");
+}
+
 /// A grading stand-in on a real socket that tags every answer.
 async fn tagging_grading() -> String {
     let app =
