@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
 use crate::backends::Backends;
@@ -34,7 +35,11 @@ pub struct Answers {
 }
 
 fn cache() -> Cache<String, Answer> {
-    Cache::builder().max_capacity(CACHE_ENTRIES).time_to_live(STALE_LIMIT).build()
+    Cache::builder()
+        .max_capacity(CACHE_ENTRIES)
+        .time_to_live(STALE_LIMIT)
+        .eviction_policy(EvictionPolicy::lru())
+        .build()
 }
 
 impl Default for Answers {

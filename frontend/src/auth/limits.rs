@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use governor::middleware::StateInformationMiddleware;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 use parking_lot::Mutex;
 
@@ -109,7 +110,12 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Failures<K> {
         let replenish = Duration::from_secs(60) / n.get();
         Self {
             cells: RateLimiter::keyed(Quota::per_minute(n)).with_middleware(),
-            spent: Cache::builder().max_capacity(KEYS).time_to_live(replenish).build(),
+            spent: Cache::builder()
+                .max_capacity(KEYS)
+                .time_to_live(replenish)
+                // A key just spent is always kept: the oldest goes instead.
+                .eviction_policy(EvictionPolicy::lru())
+                .build(),
         }
     }
 
