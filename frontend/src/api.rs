@@ -9,6 +9,7 @@ use gradebook_shared::registry::ServiceStatus;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::encoding::encode;
 pub use crate::error::ApiError;
 
 /// Filters of the log view.
@@ -31,25 +32,6 @@ impl LogFilter {
         }
         parts.join("&")
     }
-}
-
-/// A student's ID as the portal's addresses spell it: decimal digits with no
-/// sign and no leading zero. Anything else (`01`, `+1`, `-1`, too large) is
-/// no student: one student has one address, so pages, the page cache and
-/// the API never hold the same student under several names.
-pub fn student_id(s: &str) -> Option<i64> {
-    let canonical = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
-    if canonical { s.parse().ok() } else { None }
-}
-
-/// Percent-encodes a query value.
-pub fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The data source of the current build. Cheap to clone; get one with

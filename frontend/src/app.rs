@@ -16,10 +16,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
         <!DOCTYPE html>
         <html lang="en">
             <head>
-                <meta charset="utf-8"/>
-                <meta name="viewport" content="width=device-width, initial-scale=1"/>
-                <link rel="stylesheet" href=format!("/{}/{}.css", options.site_pkg_dir, options.output_name)/>
-                <link rel="icon" href="data:,"/>
+                <SiteHead options=options.clone()/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options islands=true/>
                 <MetaTags/>
@@ -28,6 +25,21 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <App/>
             </body>
         </html>
+    }
+}
+
+/// What the head of every page of the portal carries, the app's and those
+/// the server renders outside it: the character set, the viewport, the
+/// site's stylesheet and an empty icon.
+#[cfg(feature = "ssr")]
+#[component]
+pub fn SiteHead(options: LeptosOptions) -> impl IntoView {
+    let css = format!("/{}/{}.css", options.site_pkg_dir, options.output_name);
+    view! {
+        <meta charset="utf-8"/>
+        <meta name="viewport" content="width=device-width, initial-scale=1"/>
+        <link rel="stylesheet" href=css/>
+        <link rel="icon" href="data:,"/>
     }
 }
 

@@ -4,13 +4,23 @@
 //! over the server-rendered page) and `csr` (a client-only build for
 //! `trunk serve`).
 //!
-//! Inside, dependencies point one way: `server` (routes, handlers) → `app`
-//! (shell, routes) → `pages` → `api` (where a page's data comes from) and
-//! `page_cache` → `freshness` (grading's change feeds) and `backends` (the
-//! typed client of the services) → `error`.
-//! `auth` (sign-in, sessions, roles, CSRF) sits between `server` and the
-//! rest: every request passes it, and pages read who they are rendered for
-//! from `people::Viewer`.
+//! Modules, from the top down (each uses only those below it):
+//! - `server` (server): the router and `serve`, the API and form handlers,
+//!   the pages' HTML error answers;
+//! - `state` (server): [`state::AppState`], the one application state;
+//! - `auth` (server): sign-in, sessions, roles, CSRF, failure limits;
+//! - `standalone` (server): the error and sign-in pages, as Leptos
+//!   components outside the app;
+//! - `page_cache` (server): grading's answers and the pages made of them,
+//!   kept while grading says nothing changed;
+//! - `freshness` (server): grading's change feeds;
+//! - `app`: the app's shell, layout and routes, and `pages`, its pages;
+//! - `api`: where a page's data comes from (the services on the server,
+//!   the portal's JSON API in the browser);
+//! - `backends` (server): the typed client of the services;
+//! - `people`: accounts and the viewer a page is rendered for;
+//! - `ids`, `encoding`, `error`: leaves (student IDs, percent-encoding,
+//!   the one error type).
 
 pub mod api;
 pub mod app;
@@ -18,15 +28,21 @@ pub mod app;
 pub mod auth;
 #[cfg(feature = "ssr")]
 pub mod backends;
+pub mod encoding;
 pub mod error;
 #[cfg(feature = "ssr")]
 mod freshness;
+pub mod ids;
 #[cfg(feature = "ssr")]
 mod page_cache;
 mod pages;
 pub mod people;
 #[cfg(feature = "ssr")]
 pub mod server;
+#[cfg(feature = "ssr")]
+mod standalone;
+#[cfg(feature = "ssr")]
+pub mod state;
 
 /// Entry point of the `hydrate` build, called by the page's script before it
 /// hydrates the page's islands (the only interactive parts; the rest of each

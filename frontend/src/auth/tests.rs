@@ -4,20 +4,29 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
-use axum::Json;
-use axum::extract::Path;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Json, Router};
 use gradebook_runtime::{Runtime, ServiceSpec};
 use gradebook_shared::grading::{Grade, Student};
 use gradebook_shared::names;
 use gradebook_shared::registry::PatchEntry;
+use leptos::prelude::LeptosOptions;
+use parking_lot::Mutex;
 use tower::ServiceExt;
 
+use super::token::api_token_shaped;
 use super::*;
-use crate::people::OPEN_BANNER;
+use crate::backends::Backends;
+use crate::people::{Account, OPEN_BANNER, Role};
 use crate::server::router;
+use crate::state::AppState;
 
 const TOKEN: &str = "a-cluster-token-that-is-at-least-32-bytes-long";
 const HOST: &str = "portal.test";
@@ -71,7 +80,7 @@ impl FakeGrading {
         let verify = post(move |Json(body): Json<serde_json::Value>| {
             let w = w.clone();
             async move {
-                let world = w.lock().unwrap();
+                let world = w.lock();
                 let (name, password) = (body["name"].as_str().unwrap_or(""), body["password"].as_str().unwrap_or(""));
                 match world.accounts.get(name) {
                     Some((right, a)) if right == password => Json(a.clone()).into_response(),
@@ -83,7 +92,7 @@ impl FakeGrading {
         let verify_token = post(move |Json(body): Json<serde_json::Value>| {
             let w = w.clone();
             async move {
-                let world = w.lock().unwrap();
+                let world = w.lock();
                 let name = world.api_tokens.get(body["token"].as_str().unwrap_or(""));
                 match name.and_then(|n| world.accounts.get(n)) {
                     Some((_, a)) => Json(a.clone()).into_response(),
@@ -95,7 +104,7 @@ impl FakeGrading {
         let one_account = get(move |Path(name): Path<String>| {
             let w = w.clone();
             async move {
-                let world = w.lock().unwrap();
+                let world = w.lock();
                 if world.accounts_down {
                     return StatusCode::SERVICE_UNAVAILABLE.into_response();
                 }
@@ -109,7 +118,7 @@ impl FakeGrading {
         let student = get(move |Path(id): Path<i64>, headers: HeaderMap| {
             let w = w.clone();
             async move {
-                let grades = w.lock().unwrap().grades.get(&id).cloned().unwrap_or_default();
+                let grades = w.lock().grades.get(&id).cloned().unwrap_or_default();
                 // Tagged like grading: a new grade makes a new tag.
                 let etag = format!("\"{id}-{}\"", grades.len());
                 if headers.get(header::IF_NONE_MATCH).is_some_and(|v| v == etag.as_str()) {
@@ -129,7 +138,7 @@ impl FakeGrading {
         let students = get(move || {
             let w = w.clone();
             async move {
-                let world = w.lock().unwrap();
+                let world = w.lock();
                 let list: Vec<Student> = [1, 2]
                     .map(|id| Student {
                         id,
@@ -146,7 +155,7 @@ impl FakeGrading {
         let add_grade = post(move |Path(id): Path<i64>, Json(body): Json<serde_json::Value>| {
             let w = w.clone();
             async move {
-                let mut world = w.lock().unwrap();
+                let mut world = w.lock();
                 let grades = world.grades.entry(id).or_default();
                 let grade = Grade {
                     id: grades.len() as i64 + 1,
@@ -173,24 +182,24 @@ impl FakeGrading {
 
     /// As `gradebook accounts passwd` does: a new password, a new version.
     fn change_password(&self, name: &str, password: &str) {
-        let mut world = self.world.lock().unwrap();
+        let mut world = self.world.lock();
         let (old, a) = world.accounts.get_mut(name).unwrap();
         *old = password.into();
         a.version += 1;
     }
 
     fn stored(&self, id: i64) -> usize {
-        self.world.lock().unwrap().grades.get(&id).map_or(0, Vec::len)
+        self.world.lock().grades.get(&id).map_or(0, Vec::len)
     }
 }
 
 fn portal_with(grading: &FakeGrading, security: Security) -> Router {
     let mut spec = ServiceSpec::new(names::PORTAL, "http://127.0.0.1:9");
-    spec.token = security.inner.key.as_ref().map(|_| TOKEN.to_owned());
+    spec.token = (!security.is_open()).then(|| TOKEN.to_owned());
     let runtime = Runtime::new(spec, "127.0.0.1:9".parse().unwrap());
     runtime.providers().merge(&[PatchEntry { name: names::GRADING.into(), url: grading.url.clone() }]);
-    let backends = Backends::new(runtime, "http://127.0.0.1:9".into()).with_security(security);
-    router(LeptosOptions::builder().output_name("gradebook").build(), backends)
+    let backends = Backends::new(runtime, "http://127.0.0.1:9".into());
+    router(LeptosOptions::builder().output_name("gradebook").build(), AppState::new(backends, security))
 }
 
 fn closed_portal(grading: &FakeGrading) -> Router {
@@ -448,7 +457,7 @@ async fn while_grading_cannot_check_accounts_a_known_session_goes_on_and_an_unkn
     let grading = FakeGrading::start().await;
     let portal = closed_portal(&grading);
     let sam = sign_in(&portal, "sam", "sam-password").await;
-    grading.world.lock().unwrap().accounts_down = true;
+    grading.world.lock().accounts_down = true;
     tokio::time::sleep(ACCOUNT_TTL + Duration::from_millis(200)).await;
 
     assert_eq!(send(&portal, get_as("/students/1", Some(&sam))).await.status(), StatusCode::OK);

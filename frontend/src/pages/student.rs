@@ -11,8 +11,9 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 use serde::{Deserialize, Serialize};
 
 use super::{Problem, percent, score};
-use crate::api::{Api, add_grade, student_id};
+use crate::api::{Api, add_grade};
 use crate::error::ApiError;
+use crate::ids::student_id;
 
 #[component]
 pub fn StudentPage() -> impl IntoView {

@@ -1,4 +1,3 @@
-#![cfg(feature = "ssr")]
 //! Every route of the portal — its JSON API, the no-JavaScript form post and
 //! the pages — tried with hostile input: wrong methods, wrong and missing
 //! content types, broken and deeply nested JSON, numbers out of range or in
@@ -13,15 +12,13 @@
 //! service refused, the 303 back to the page; the portal must still answer
 //! afterwards, and nothing stored behind it may have changed.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{Stored, portal, start_backend};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{Request, header};
 use serde_json::{Value, json};
-use support::{Stored, portal, start_backend};
 use tower::ServiceExt;
 
 // ---- the cases ----------------------------------------------------------------
@@ -183,7 +180,7 @@ fn title(title: Value) -> Vec<u8> {
 
 /// A form post's body, values percent-encoded as a browser sends them.
 fn form(title: &str, kind: &str, score: &str) -> String {
-    let enc = gradebook_frontend::api::encode;
+    let enc = gradebook_frontend::encoding::encode;
     format!("Title={}&Type={}&Score={}", enc(title), enc(kind), enc(score))
 }
 

@@ -2,17 +2,15 @@
 //! changed, what it kept is served without asking grading; a change heard,
 //! a feed that stalls or no feed at all sends it back to asking.
 
-mod support;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::support::{HANG_UP, Stored, following_portal, portal, start_backend};
 use axum::Router;
 use axum::body::Body;
 use axum::http::Request;
 use gradebook_shared::grading::Grade;
 use gradebook_shared::grading::changes::LEASE;
-use support::{HANG_UP, Stored, following_portal, portal, start_backend};
 use tower::ServiceExt;
 
 async fn get_list(portal: &Router) -> String {
@@ -54,7 +52,7 @@ async fn trusting_portal() -> (Stored, Router) {
 }
 
 fn add_grade_behind_the_portals_back(stored: &Stored) {
-    let mut students = stored.students.lock().unwrap_or_else(|p| p.into_inner());
+    let mut students = stored.students.lock();
     students[1].grades.push(Grade { id: 99, title: "Heard of".into(), kind: "Quiz".into(), score: 70.0 });
 }
 

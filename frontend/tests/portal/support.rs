@@ -8,12 +8,9 @@
 //! pretty-printed, as no portal would write them: a test can tell grading's
 //! own bytes from the portal's.
 
-// Each test file uses its own part of this.
-#![allow(dead_code)]
-
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -24,6 +21,7 @@ use axum::{Json, Router};
 use gradebook_frontend::auth::{DEFAULT_IDLE, Security};
 use gradebook_frontend::backends::Backends;
 use gradebook_frontend::people::{Account, Role};
+use gradebook_frontend::state::AppState;
 use gradebook_runtime::{Runtime, ServiceSpec};
 use gradebook_shared::ErrorBody;
 use gradebook_shared::grading::{Grade, NewGrade, Student};
@@ -31,6 +29,7 @@ use gradebook_shared::log::{Level, LogRecord};
 use gradebook_shared::names;
 use gradebook_shared::registry::PatchEntry;
 use leptos::prelude::LeptosOptions;
+use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 /// The cluster token of a closed portal.
@@ -89,10 +88,6 @@ impl Default for Feed {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Stored {
     pub fn new() -> Self {
         let grade = |id, title: &str, score| Grade { id, title: title.into(), kind: "Quiz".into(), score };
@@ -128,13 +123,13 @@ impl Stored {
 
     /// Everything held, as text, to compare before and after a case.
     pub fn snapshot(&self) -> String {
-        json!({"students": *lock(&self.students), "logs": *lock(&self.logs)}).to_string()
+        json!({"students": *self.students.lock(), "logs": *self.logs.lock()}).to_string()
     }
 
     /// Grading's read answering `value`: tagged, and 304 when `request`
     /// already holds the tag.
     fn read(&self, request: &HeaderMap, value: &impl serde::Serialize) -> Response {
-        let body = match lock(&self.broken).clone() {
+        let body = match self.broken.lock().clone() {
             Some(broken) => broken,
             None => serde_json::to_vec_pretty(value).expect("the wire types serialize"),
         };
@@ -162,7 +157,7 @@ async fn students(State(s): State<Stored>, request: HeaderMap) -> Response {
     if s.slow.load(Ordering::SeqCst) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let list = lock(&s.students).clone();
+    let list = s.students.lock().clone();
     let answer = s.read(&request, &list);
     if answer.status() == StatusCode::OK {
         s.list_answered.fetch_add(1, Ordering::SeqCst);
@@ -172,7 +167,7 @@ async fn students(State(s): State<Stored>, request: HeaderMap) -> Response {
 
 async fn student(State(s): State<Stored>, Path(id): Path<String>, request: HeaderMap) -> Response {
     let Ok(id) = id.parse::<i64>() else { return refuse(StatusCode::BAD_REQUEST, ErrorBody::new("bad ID")) };
-    let found = lock(&s.students).iter().find(|st| st.id == id).cloned();
+    let found = s.students.lock().iter().find(|st| st.id == id).cloned();
     match found {
         Some(st) => s.read(&request, &st),
         None => refuse(StatusCode::NOT_FOUND, ErrorBody::new(format!("no student with ID {id}"))),
@@ -190,7 +185,7 @@ async fn add_grade(State(s): State<Stored>, Path(id): Path<String>, body: Bytes)
         Ok(g) => g,
         Err(refused) => return refuse(StatusCode::BAD_REQUEST, refused),
     };
-    let mut students = lock(&s.students);
+    let mut students = s.students.lock();
     let next = students.iter().flat_map(|st| &st.grades).map(|g| g.id).max().unwrap_or(0) + 1;
     let Some(st) = students.iter_mut().find(|st| st.id == id) else {
         return refuse(StatusCode::NOT_FOUND, ErrorBody::new(format!("no student with ID {id}")));
@@ -234,7 +229,7 @@ async fn logs(State(s): State<Stored>, Query(q): Query<HashMap<String, String>>)
     if let Err(e) = check_log_query(&q) {
         return refuse(StatusCode::BAD_REQUEST, e);
     }
-    Json(lock(&s.logs).clone()).into_response()
+    Json(s.logs.lock().clone()).into_response()
 }
 
 /// A tail that ends at once, so that a case reading it finishes.
@@ -321,25 +316,25 @@ pub fn closed_portal(backend: &str) -> Router {
 /// An open portal that follows the stand-in's change feed, as a served
 /// portal does.
 pub fn following_portal(backend: &str) -> Router {
-    let backends = backends(backend, &Security::open());
-    backends.follow_changes();
-    gradebook_frontend::server::router(options(), backends)
+    let state = state(backend, Security::open());
+    state.follow_changes();
+    gradebook_frontend::server::router(options(), state)
 }
 
 fn options() -> LeptosOptions {
     LeptosOptions::builder().output_name("gradebook").build()
 }
 
-fn backends(backend: &str, security: &Security) -> Backends {
+fn state(backend: &str, security: Security) -> AppState {
     let mut spec = ServiceSpec::new(names::PORTAL, backend);
     spec.token = (!security.is_open()).then(|| CLUSTER_TOKEN.to_owned());
     let runtime = Runtime::new(spec, "127.0.0.1:0".parse().expect("an address"));
     runtime
         .providers()
         .merge(&[PatchEntry::new(names::GRADING, backend.to_owned()), PatchEntry::new(names::LOG, backend.to_owned())]);
-    Backends::new(runtime, backend.to_owned()).with_security(security.clone())
+    AppState::new(Backends::new(runtime, backend.to_owned()), security)
 }
 
 fn portal_with(backend: &str, security: Security) -> Router {
-    gradebook_frontend::server::router(options(), backends(backend, &security))
+    gradebook_frontend::server::router(options(), state(backend, security))
 }

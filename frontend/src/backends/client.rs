@@ -1,18 +1,14 @@
 //! The portal server's typed client of the services it discovers through the
-//! registry: grading (students, grades), the log service (queries, the live
-//! tail) and the registry itself (the service list). Pooled connections,
-//! deadlines and failover come from the runtime; every answer is turned into
-//! data or an [`ApiError`] here, the same way for pages and for the JSON API.
+//! registry: grading (students, grades, accounts), the log service (queries,
+//! the live tail) and the registry itself (the service list). Pooled
+//! connections, deadlines and failover come from the runtime; every answer
+//! is read in `answer`, the same way for pages and for the JSON API.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::http::StatusCode;
-use futures::{Stream, StreamExt};
 use gradebook_runtime::{CallError, Runtime};
-use gradebook_shared::ErrorBody;
 use gradebook_shared::grading::{Grade, NewGrade, Student};
 use gradebook_shared::log::LogRecord;
 use gradebook_shared::names;
@@ -20,9 +16,12 @@ use gradebook_shared::registry::ServiceStatus;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Security;
+use super::answer::{
+    ANSWER_LIMIT, LOG_ANSWER_LIMIT, NO_LOG_QUERIES, NO_SERVICE_LIST, human, no_student, original_cannot, read,
+};
+use super::relay::{LogStream, STREAM_IDLE, relay};
+use crate::encoding::encode;
 use crate::error::ApiError;
-use crate::freshness::Freshness;
 use crate::people::Account;
 
 /// What the portal talks to. Cheap to clone (middleware state is cloned for
@@ -38,33 +37,6 @@ pub struct Backends {
     stream_idle: Duration,
     /// Cancelled when the portal shuts down (a token's own clone takes a lock).
     shutdown: Arc<CancellationToken>,
-    /// Open or closed to people, with what sign-in needs (see `crate::auth`).
-    pub security: Security,
-    /// Whether what was kept of grading's answers is still current.
-    pub fresh: Freshness,
-}
-
-/// The log service sends a keep-alive every 15 s on a quiet tail; three
-/// missed in a row means it hangs.
-const STREAM_IDLE: Duration = Duration::from_secs(45);
-
-/// Grading's answer to the page being rendered, fetched by the page cache
-/// and read by the page's data calls instead of asking again (so the page
-/// matches the tag it is kept under). Travels in the request's extensions.
-#[derive(Clone)]
-pub struct Prefetched {
-    pub path: String,
-    /// The body of a 200, or what the page should say instead.
-    pub answer: Result<Bytes, ApiError>,
-}
-
-/// How readers call a service.
-pub fn human(service: &str) -> &str {
-    match service {
-        names::GRADING => "grading service",
-        names::LOG => "log service",
-        _ => "service",
-    }
 }
 
 impl Backends {
@@ -76,21 +48,12 @@ impl Backends {
             stream_client,
             stream_idle: STREAM_IDLE,
             shutdown: Arc::default(),
-            security: Security::open(),
-            fresh: Freshness::default(),
         }
     }
 
-    /// Follows grading's change feeds until shutdown (see [`Freshness`]):
-    /// without it, every kept answer is revalidated on every request.
-    pub fn follow_changes(&self) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(self.fresh.clone().follow(self.runtime.clone(), (*self.shutdown).clone()))
-    }
-
-    /// Closes the portal to people who have not signed in (see `crate::auth`).
-    pub fn with_security(mut self, security: Security) -> Self {
-        self.security = security;
-        self
+    /// What ends the portal's long-lived work (streams, subscriptions).
+    pub fn shutdown(&self) -> CancellationToken {
+        (*self.shutdown).clone()
     }
 
     /// Ends what streams (the live log tail) once `shutdown` is cancelled.
@@ -158,7 +121,7 @@ impl Backends {
     /// The account `name` as it is now (its `version` tells whether a
     /// session is still good); `None` when there is none.
     pub async fn account(&self, name: &str) -> Result<Option<Account>, ApiError> {
-        let name = crate::api::encode(name);
+        let name = encode(name);
         self.account_answer(|c, base| c.get(format!("{base}/accounts/{name}"))).await
     }
 
@@ -226,95 +189,4 @@ impl Backends {
         }
         Ok(relay(upstream.bytes_stream(), idle, (*self.shutdown).clone()))
     }
-}
-
-/// The live log tail as the portal passes it on.
-pub type LogStream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
-
-/// `upstream` until it ends, stays quiet for `idle`, or `shutdown` comes.
-fn relay(
-    upstream: impl Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
-    idle: Duration,
-    shutdown: CancellationToken,
-) -> LogStream {
-    Box::pin(futures::stream::unfold((Box::pin(upstream), shutdown), move |(mut upstream, shutdown)| async move {
-        tokio::select! {
-            next = tokio::time::timeout(idle, upstream.next()) => match next {
-                Ok(Some(chunk)) => Some((chunk, (upstream, shutdown))),
-                Ok(None) => None,
-                Err(_) => {
-                    tracing::warn!(?idle, "the log service's live tail went quiet; ending the relay");
-                    None
-                }
-            },
-            () = shutdown.cancelled() => None,
-        }
-    }))
-}
-
-/// Most the portal reads of one answer from grading or the registry.
-pub const ANSWER_LIMIT: usize = 32 << 20;
-/// Most the portal reads of one answer to a log query.
-pub const LOG_ANSWER_LIMIT: usize = 8 << 20;
-
-const NO_SERVICE_LIST: &str =
-    "This registry does not list its services: it speaks only the original protocol (registration and patches).";
-const NO_LOG_QUERIES: &str =
-    "This log service does not answer queries: it speaks only the original protocol (it stores what it is sent).";
-
-/// A service of the original design has no route for what ours can list or
-/// query (it answers 404 or 405): say so, rather than "something went wrong".
-fn original_cannot(e: ApiError, what: &str) -> ApiError {
-    if matches!(e.status, 404 | 405) { ApiError::new(501, what) } else { e }
-}
-
-/// Grading's 404 for a student, said for the portal's readers.
-pub fn no_student(id: i64, e: ApiError) -> ApiError {
-    if e.status == 404 { ApiError::new(404, format!("There is no student with ID {id}.")) } else { e }
-}
-
-async fn read<T: DeserializeOwned>(response: reqwest::Response, what: &str, limit: usize) -> Result<T, ApiError> {
-    let status = response.status();
-    let body = read_body(response, what, limit).await?;
-    interpret(status, &body, what)
-}
-
-/// A service's answer body, refused past `limit` bytes (the rest is never
-/// read: the connection is dropped).
-pub async fn read_body(mut response: reqwest::Response, what: &str, limit: usize) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            502,
-            format!(
-                "The {what}'s answer is larger than the {} MB the portal reads; ask for less (a narrower filter, a smaller limit).",
-                limit >> 20
-            ),
-        )
-    };
-    if response.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let mut body = bytes::BytesMut::new();
-    while let Some(chunk) = response.chunk().await.map_err(|_| ApiError::unavailable(what))? {
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
-}
-
-/// A service's answer as the portal passes it on: its data, its own 4xx
-/// message, or "unavailable" for anything else.
-pub fn interpret<T: DeserializeOwned>(status: StatusCode, body: &[u8], what: &str) -> Result<T, ApiError> {
-    if status.is_success() {
-        return serde_json::from_slice(body)
-            .map_err(|e| ApiError::new(502, format!("The {what} gave an unreadable answer: {e}")));
-    }
-    if status.is_client_error() {
-        let body = serde_json::from_slice::<ErrorBody>(body)
-            .unwrap_or_else(|_| ErrorBody::new(format!("The {what} answered {status}")));
-        return Err(ApiError { status: status.as_u16(), error: body.error, field: body.field });
-    }
-    Err(ApiError::unavailable(what))
 }

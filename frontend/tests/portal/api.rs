@@ -1,4 +1,3 @@
-#![cfg(feature = "ssr")]
 //! The portal's JSON API over grading's data (`GET /api/students` and
 //! `/api/students/{id}`): grading's own bytes and tag, passed on without
 //! being read and written again; a bodiless 304 for a client that holds
@@ -8,15 +7,13 @@
 //! The portal runs in-process (`oneshot`) against the stand-in of `support`,
 //! which writes its answers pretty-printed: re-serialized bytes would differ.
 
-mod support;
-
 use std::sync::atomic::Ordering;
 
+use crate::support::{STUDENT_TOKEN, Stored, TEACHER_TOKEN, closed_portal, portal, start_backend};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use serde_json::Value;
-use support::{STUDENT_TOKEN, Stored, TEACHER_TOKEN, closed_portal, portal, start_backend};
 use tower::ServiceExt;
 
 /// The portal's answer to `GET path` with `headers`: status, headers, body.
@@ -258,7 +255,7 @@ async fn a_broken_answer_from_grading_is_a_502_with_a_json_error_and_never_passe
         b"\xff\xfe not even UTF-8",
     ];
     for bytes in broken {
-        *stored.broken.lock().expect("not poisoned") = Some(bytes.to_vec());
+        *stored.broken.lock() = Some(bytes.to_vec());
         // Twice: a broken answer is not kept either.
         for path in ["/api/students", "/api/students/1", "/api/students"] {
             let (status, headers, body) = get(&portal, path, &[]).await;
@@ -270,7 +267,7 @@ async fn a_broken_answer_from_grading_is_a_502_with_a_json_error_and_never_passe
         }
     }
 
-    *stored.broken.lock().expect("not poisoned") = None;
+    *stored.broken.lock() = None;
     let (status, _, body) = get(&portal, "/api/students", &[]).await;
     assert_eq!(status, StatusCode::OK, "well again");
     assert_eq!(body, from_grading(&backend, "/students").await.1);
@@ -288,6 +285,6 @@ async fn an_untagged_answer_as_the_original_grading_gives_is_passed_on_and_check
     assert!(etag(&headers).is_empty(), "no tag of grading's to pass on");
     assert_eq!(body, from_grading(&backend, "/students").await.1);
 
-    *stored.broken.lock().expect("not poisoned") = Some(b"[{".to_vec());
+    *stored.broken.lock() = Some(b"[{".to_vec());
     assert_eq!(get(&portal, "/api/students", &[]).await.0, StatusCode::BAD_GATEWAY);
 }
