@@ -17,6 +17,7 @@
 //! it, so it revalidates what it kept only when told of a change (or while it
 //! cannot hear the feed).
 
+pub mod args;
 pub mod db;
 pub mod feed;
 

@@ -1,7 +1,13 @@
 //! The central log service: takes entries from every service (plain text as
 //! in the original protocol, or structured JSON), stores them durably, and
 //! serves queries and a live Server-Sent Events tail.
+//!
+//! - this module: the HTTP API and its serving;
+//! - [`store`]: the durable, group-committed file and the window of recent
+//!   entries;
+//! - [`args`]: `gradebook log`'s flags.
 
+pub mod args;
 pub mod store;
 
 use std::convert::Infallible;

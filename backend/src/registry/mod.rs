@@ -12,6 +12,7 @@
 //! - [`probe`]: one heartbeat probe, over a connection its prober keeps;
 //! - [`validate`]: what a registration must look like.
 
+pub mod args;
 mod error;
 mod http;
 mod probe;
