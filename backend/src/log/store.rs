@@ -19,11 +19,12 @@ use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use gradebook_shared::log::{LogRecord, NewLogRecord};
+use parking_lot::{Condvar, Mutex};
 use tokio::sync::{broadcast, oneshot};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -164,7 +165,7 @@ impl Closer {
 /// Wakes the waiter on `condvar` (taking its lock first, so a waiter that
 /// just checked its condition cannot miss the wake-up).
 fn notify<T>(mutex: &Mutex<T>, condvar: &Condvar) {
-    drop(lock(mutex));
+    drop(mutex.lock());
     condvar.notify_all();
 }
 
@@ -183,10 +184,6 @@ const CURRENT: &str = "log.jsonl";
 
 fn rotated(dir: &Path, n: usize) -> PathBuf {
     dir.join(format!("log.{n}.jsonl"))
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn refused(message: &str) -> std::io::Error {
@@ -257,7 +254,7 @@ impl Store {
     fn enqueue(&self, records: Vec<NewLogRecord>) -> std::io::Result<oneshot::Receiver<Result<u64, String>>> {
         let inner = &self.inner;
         let (done, written) = oneshot::channel();
-        let mut queue = lock(&inner.queue);
+        let mut queue = inner.queue.lock();
         // Checked under the queue's lock, as the writer checks before it
         // leaves: nothing can be queued after its last batch.
         if inner.stopping.load(Ordering::SeqCst) {
@@ -301,7 +298,7 @@ impl Store {
     /// outside it, so a slow filter never holds up writes. Call it off the
     /// async runtime (`spawn_blocking`): a scan of the whole window is work.
     pub fn query(&self, limit: usize, max_bytes: usize, keep: impl Fn(&LogRecord) -> bool) -> Vec<Arc<LogRecord>> {
-        let window: Vec<(Arc<LogRecord>, usize)> = lock(&self.inner.window).records.iter().cloned().collect();
+        let window: Vec<(Arc<LogRecord>, usize)> = self.inner.window.lock().records.iter().cloned().collect();
         let mut bytes = 0;
         let mut found: Vec<Arc<LogRecord>> = window
             .into_iter()
@@ -324,7 +321,7 @@ impl Store {
 
     /// Why the log cannot promise durability right now, if it cannot.
     pub fn health(&self) -> Result<(), String> {
-        match &*lock(&self.stats.sync_error) {
+        match &*self.stats.sync_error.lock() {
             Some(e) => Err(format!("fsync of the log failed: {e}")),
             None => Ok(()),
         }
@@ -335,9 +332,9 @@ impl Store {
         let inner = &self.inner;
         let mut bytes = Vec::new();
         loop {
-            let mut queue = lock(&inner.queue);
+            let mut queue = inner.queue.lock();
             while queue.appends.is_empty() && !inner.stopping.load(Ordering::SeqCst) {
-                queue = inner.has_pending.wait(queue).unwrap_or_else(|p| p.into_inner());
+                inner.has_pending.wait(&mut queue);
             }
             if queue.appends.is_empty() {
                 return;
@@ -348,7 +345,7 @@ impl Store {
             drop(queue);
             metrics::gauge!("gradebook_log_pending_bytes").set(0.0);
             let written = {
-                let mut disk = lock(&inner.disk);
+                let mut disk = inner.disk.lock();
                 let written = write(&mut disk, &inner.config, &bytes);
                 if written.is_ok() {
                     disk.unsynced_since.get_or_insert(since);
@@ -377,7 +374,7 @@ impl Store {
     /// appends are answered.
     fn publish(&self, appends: Vec<Append>) {
         let inner = &self.inner;
-        let mut window = lock(&inner.window);
+        let mut window = inner.window.lock();
         for append in &appends {
             for (record, size) in &append.records {
                 window.push(record.clone(), *size, &inner.config);
@@ -402,9 +399,9 @@ impl Store {
         let inner = &self.inner;
         let half = inner.config.flush_interval / 2;
         loop {
-            let mut disk = lock(&inner.disk);
+            let mut disk = inner.disk.lock();
             while disk.unsynced_since.is_none() && !inner.writer_done.load(Ordering::SeqCst) {
-                disk = inner.has_unsynced.wait(disk).unwrap_or_else(|p| p.into_inner());
+                inner.has_unsynced.wait(&mut disk);
             }
             // Done: the writer wrote its last, and all of it is synced.
             let Some(since) = disk.unsynced_since else { return };
@@ -412,7 +409,7 @@ impl Store {
             if !wait.is_zero() && !inner.stopping.load(Ordering::SeqCst) {
                 drop(disk);
                 std::thread::sleep(wait);
-                disk = lock(&inner.disk);
+                disk = inner.disk.lock();
             }
             let since = disk.unsynced_since.take().unwrap_or(since);
             // Another handle on the same open file: its fsync covers it all.
@@ -422,14 +419,14 @@ impl Store {
                 Ok(()) => {
                     self.stats.syncs.fetch_add(1, Ordering::Relaxed);
                     self.stats.max_sync_delay_us.fetch_max(since.elapsed().as_micros() as u64, Ordering::Relaxed);
-                    *lock(&self.stats.sync_error) = None;
+                    *self.stats.sync_error.lock() = None;
                 }
                 Err(e) => {
                     // Not synced: it stays owed, and /healthz says so.
                     tracing::error!(error = %e, "fsync of the log failed");
                     self.stats.failed_syncs.fetch_add(1, Ordering::Relaxed);
-                    *lock(&self.stats.sync_error) = Some(e.to_string());
-                    lock(&inner.disk).unsynced_since.get_or_insert(since);
+                    *self.stats.sync_error.lock() = Some(e.to_string());
+                    inner.disk.lock().unsynced_since.get_or_insert(since);
                     if inner.writer_done.load(Ordering::SeqCst) {
                         // Closing: there is no one left to tell.
                         return;
