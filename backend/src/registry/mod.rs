@@ -7,6 +7,7 @@
 //!   own death instantly;
 //! - [`state`]: the [`Registry`], the single owner of the table and of each
 //!   registration's background tasks (its prober and patch deliverer);
+//! - [`policy`]: the health-check policy;
 //! - [`table`]: the state machine, free of I/O (health, and what each
 //!   dependent has been told);
 //! - [`probe`]: one heartbeat probe, over a connection its prober keeps;
@@ -16,6 +17,7 @@
 pub mod args;
 mod error;
 mod http;
+mod policy;
 mod probe;
 mod state;
 mod table;
@@ -25,8 +27,8 @@ use std::time::Duration;
 
 pub use error::RegistryError;
 pub use http::{BODY_LIMIT, router, serve};
+pub use policy::Policy;
 pub use state::Registry;
-pub use table::Policy;
 
 /// Registry settings beyond the listener.
 #[derive(Debug, Clone)]
