@@ -7,7 +7,8 @@ use clap::Args;
 use gradebook_runtime::cli::{Common, defaults, display};
 use serde::Serialize;
 
-use super::{Config, Policy};
+use super::Config;
+use super::policy::Policy;
 
 #[derive(Debug, Clone, PartialEq, Args, Serialize)]
 pub struct RegistryArgs {

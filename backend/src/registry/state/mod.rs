@@ -29,9 +29,10 @@ use parking_lot::{Mutex, MutexGuard};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::Config;
+use super::error::RegistryError;
 use super::probe::Connections;
 use super::table::{Diff, Table, Transition};
-use super::{Config, RegistryError};
 use handles::Handles;
 
 /// The registry's shared state: cheap to clone.
