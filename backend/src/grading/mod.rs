@@ -17,6 +17,7 @@
 //! a write is answered only once it has heard of it, so it revalidates what
 //! it kept only when told of a change (or while it cannot hear the feed).
 //!
+//! - [`args`]: the `gradebook grading` command line;
 //! - [`routes`]: the router and its handlers;
 //! - [`error`]: the service's error and its JSON answers;
 //! - [`answer`], [`cache`]: a read's kept answer, and the snapshots;
@@ -27,6 +28,7 @@
 //! This file owns [`Grading`], the service's state, and [`serve`].
 
 pub mod answer;
+pub mod args;
 pub mod cache;
 pub mod error;
 pub mod feed;

@@ -15,7 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::{Registry, RegistryError};
+use super::error::RegistryError;
+use super::state::Registry;
 
 /// Largest request body the registry reads.
 pub const BODY_LIMIT: usize = 64 * 1024;

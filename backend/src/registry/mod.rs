@@ -1,31 +1,34 @@
 //! The registry: the hub where services register, declare what they require,
 //! and are pushed patches whenever the healthy providers of those change.
 //!
+//! - [`args`]: `gradebook registry`'s flags;
 //! - [`http`]: the API (wire-compatible with the original design) and the
 //!   session connections through which services on our runtime report their
 //!   own death instantly;
 //! - [`state`]: the [`Registry`], the single owner of the table and of each
-//!   registration's background tasks;
+//!   registration's background tasks (its prober and patch deliverer);
+//! - [`policy`]: the health-check policy;
 //! - [`table`]: the state machine, free of I/O (health, and what each
 //!   dependent has been told);
-//! - [`tasks`]: the prober and the patch deliverer of each registration;
 //! - [`probe`]: one heartbeat probe, over a connection its prober keeps;
-//! - [`validate`]: what a registration must look like.
+//! - [`validate`]: what a registration must look like;
+//! - [`error`]: the one error type, as the one JSON error shape.
 
+pub mod args;
 mod error;
 mod http;
+mod policy;
 mod probe;
 mod state;
 mod table;
-mod tasks;
 mod validate;
 
 use std::time::Duration;
 
 pub use error::RegistryError;
 pub use http::{BODY_LIMIT, router, serve};
+pub use policy::Policy;
 pub use state::Registry;
-pub use table::Policy;
 
 /// Registry settings beyond the listener.
 #[derive(Debug, Clone)]

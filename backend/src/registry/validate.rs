@@ -4,7 +4,7 @@
 
 use gradebook_shared::registry::Registration;
 
-use super::RegistryError;
+use super::error::RegistryError;
 
 pub(super) fn registration(reg: &Registration, allow_foreign: bool) -> Result<(), RegistryError> {
     let bad = |field: &str, msg: String| RegistryError::Invalid { field: field.to_owned(), message: msg };

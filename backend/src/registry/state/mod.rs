@@ -5,20 +5,35 @@
 //! table and the task map in the same critical section, so no interleaving
 //! can leave an entry without its prober and deliverer, or tasks running for
 //! an entry that is gone.
+//!
+//! The tasks are this module's children and hold no state of their own:
+//! they ask the [`Registry`] what to do next and report back, and stop when
+//! their registration's token is cancelled (which the registry does in the
+//! same step that removes it).
+//!
+//! - [`handles`]: the handles on one registration's tasks;
+//! - [`prober`]: its prober;
+//! - [`deliverer`]: its patch deliverer.
+
+mod deliverer;
+mod handles;
+mod prober;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use gradebook_runtime::logship::{Destination, LogBuffer};
 use gradebook_shared::registry::{Patch, PatchEntry, Registration, ServiceStatus};
+use parking_lot::{Mutex, MutexGuard};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::Config;
+use super::error::RegistryError;
 use super::probe::Connections;
 use super::table::{Diff, Table, Transition};
-use super::tasks::{self, Handles};
-use super::{Config, RegistryError};
+use handles::Handles;
 
 /// The registry's shared state: cheap to clone.
 #[derive(Clone)]
@@ -69,7 +84,7 @@ impl State {
 }
 
 /// What the prober of one registration probes next.
-pub(super) struct ProbeTarget {
+struct ProbeTarget {
     /// Parsed once per registration, not once per probe.
     pub heartbeat: Result<reqwest::Url, String>,
     pub generation: u64,
@@ -77,7 +92,7 @@ pub(super) struct ProbeTarget {
 }
 
 /// What the deliverer of one registration needs for its next send.
-pub(super) struct PendingPatch {
+struct PendingPatch {
     pub patch: Diff,
     /// Its place among everything this registry sends.
     pub seq: u64,
@@ -113,20 +128,27 @@ impl Registry {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave the table half-updated
-        // in a way later readers would trip on, so poisoning is ignored.
-        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.state.lock()
+    }
+
+    /// Starts the prober and the deliverer of `url`.
+    fn spawn_tasks(&self, url: &str) -> Handles {
+        let handles = Handles::new(self.inner.shutdown.child_token());
+        let (registry, url) = (self.clone(), url.to_owned());
+        tokio::spawn(prober::prober(registry.clone(), url.clone(), handles.cancel.clone(), handles.probe_now.clone()));
+        tokio::spawn(deliverer::deliverer(registry, url, handles.cancel.clone(), handles.deliver.clone()));
+        handles
     }
 
     pub(super) fn config(&self) -> &Config {
         &self.inner.config
     }
 
-    pub(super) fn client(&self) -> &reqwest::Client {
+    fn client(&self) -> &reqwest::Client {
         &self.inner.client
     }
 
-    pub(super) fn probe_connections(&self) -> &Connections {
+    fn probe_connections(&self) -> &Connections {
         &self.inner.connections
     }
 
@@ -173,7 +195,7 @@ impl Registry {
             }
             let outcome = state.table.register(reg);
             if outcome.is_new {
-                let handles = tasks::spawn(self, &url);
+                let handles = self.spawn_tasks(&url);
                 if let Some(old) = state.tasks.insert(url.clone(), handles) {
                     old.cancel.cancel();
                 }
@@ -188,7 +210,7 @@ impl Registry {
         };
         // Clients of the original look their providers up right after
         // registering, so the first patch goes out before we answer.
-        tasks::deliver(self, &url).await;
+        deliverer::deliver(self, &url).await;
         let mut state = self.state();
         let providers = state.table.providers_for(&url);
         state.table.answered(&url, generation, &providers);
@@ -239,7 +261,7 @@ impl Registry {
 
     /// What to probe for `url`, for which registration of it, and how long
     /// to wait first; None when it is gone.
-    pub(super) fn probe_target(&self, url: &str) -> Option<ProbeTarget> {
+    fn probe_target(&self, url: &str) -> Option<ProbeTarget> {
         let state = self.state();
         let e = state.table.get(url)?;
         Some(ProbeTarget {
@@ -252,12 +274,7 @@ impl Registry {
     /// Records a probe, acts on the change it causes, and says when to probe
     /// next and for which registration (None when `url` is gone): one lock
     /// per probe.
-    pub(super) fn probe_result(
-        &self,
-        url: &str,
-        generation: u64,
-        outcome: Result<Duration, String>,
-    ) -> Option<(Duration, u64)> {
+    fn probe_result(&self, url: &str, generation: u64, outcome: Result<Duration, String>) -> Option<(Duration, u64)> {
         let mut state = self.state();
         if let Some(transition) = state.table.probe_result(url, generation, outcome, Instant::now()) {
             self.transition(&mut state, url, transition);
@@ -296,7 +313,7 @@ impl Registry {
     }
 
     /// The patch `url` needs next, if any.
-    pub(super) fn next_patch(&self, url: &str) -> Option<PendingPatch> {
+    fn next_patch(&self, url: &str) -> Option<PendingPatch> {
         let state = self.state();
         let (patch, generation) = state.table.next_patch(url, Instant::now())?;
         let update_url = state.table.get(url)?.update_url().to_owned();
@@ -304,16 +321,16 @@ impl Registry {
         Some(PendingPatch { patch, seq, generation, update_url })
     }
 
-    pub(super) fn delivered(&self, url: &str, sent: &PendingPatch) {
+    fn delivered(&self, url: &str, sent: &PendingPatch) {
         self.state().table.delivered(url, sent.generation, &sent.patch);
     }
 
-    pub(super) fn delivery_failed(&self, url: &str, sent: &PendingPatch) {
+    fn delivery_failed(&self, url: &str, sent: &PendingPatch) {
         self.state().table.delivery_failed(url, sent.generation, &sent.patch);
     }
 
     /// The lock that keeps sends to `url` one at a time, while it is registered.
-    pub(super) fn send_lock(&self, url: &str) -> Option<Arc<tokio::sync::Mutex<()>>> {
+    fn send_lock(&self, url: &str) -> Option<Arc<tokio::sync::Mutex<()>>> {
         self.state().tasks.get(url).map(|h| h.send_lock.clone())
     }
 

@@ -14,17 +14,31 @@
 //! behind — a partial line is cut off again, so it can never swallow the
 //! record after it. What waits to be written is bounded in bytes, and so is
 //! the window of recent records.
+//!
+//! - this module: the handle, opening (and recovering) the store, and
+//!   appends and reads;
+//! - [`writer`] and [`syncer`]: the two threads;
+//! - [`disk`]: the files, written in whole lines and rotated;
+//! - [`window`]: the recent records kept in memory.
 
-use std::collections::VecDeque;
+mod disk;
+mod syncer;
+mod window;
+mod writer;
+
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use gradebook_shared::log::{LogRecord, NewLogRecord};
+use parking_lot::{Condvar, Mutex};
 use tokio::sync::{broadcast, oneshot};
+
+use disk::{CURRENT, Disk, ends_whole, rotated};
+use window::Window;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreConfig {
@@ -110,37 +124,6 @@ struct Append {
     records: Vec<(Arc<LogRecord>, usize)>,
     done: oneshot::Sender<Result<u64, String>>,
 }
-
-/// The most recent written records, bounded in count and bytes.
-#[derive(Default)]
-struct Window {
-    records: VecDeque<(Arc<LogRecord>, usize)>,
-    bytes: usize,
-}
-
-impl Window {
-    fn push(&mut self, record: Arc<LogRecord>, size: usize, config: &StoreConfig) {
-        self.records.push_back((record, size));
-        self.bytes += size;
-        while self.records.len() > config.memory_records || (self.bytes > config.memory_bytes && self.records.len() > 1)
-        {
-            if let Some((_, size)) = self.records.pop_front() {
-                self.bytes -= size;
-            }
-        }
-    }
-}
-
-struct Disk {
-    file: File,
-    size: u64,
-    /// A failed write may have left part of a line that could not be cut
-    /// off: the next write starts with a newline so it stands alone.
-    torn: bool,
-    /// When the oldest written but not yet fsync'd record arrived.
-    unsynced_since: Option<Instant>,
-}
-
 /// Stops the store's threads after a last write and fsync.
 pub struct Closer {
     inner: Arc<Inner>,
@@ -164,31 +147,9 @@ impl Closer {
 /// Wakes the waiter on `condvar` (taking its lock first, so a waiter that
 /// just checked its condition cannot miss the wake-up).
 fn notify<T>(mutex: &Mutex<T>, condvar: &Condvar) {
-    drop(lock(mutex));
+    drop(mutex.lock());
     condvar.notify_all();
 }
-
-/// True when the file at `path` is empty or ends with a newline.
-fn ends_whole(path: &Path) -> bool {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut file) = File::open(path) else { return true };
-    let mut last = [0u8; 1];
-    match file.seek(SeekFrom::End(-1)) {
-        Ok(_) => file.read_exact(&mut last).is_ok() && last[0] == b'\n',
-        Err(_) => true,
-    }
-}
-
-const CURRENT: &str = "log.jsonl";
-
-fn rotated(dir: &Path, n: usize) -> PathBuf {
-    dir.join(format!("log.{n}.jsonl"))
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn refused(message: &str) -> std::io::Error {
     std::io::Error::other(message.to_owned())
 }
@@ -257,7 +218,7 @@ impl Store {
     fn enqueue(&self, records: Vec<NewLogRecord>) -> std::io::Result<oneshot::Receiver<Result<u64, String>>> {
         let inner = &self.inner;
         let (done, written) = oneshot::channel();
-        let mut queue = lock(&inner.queue);
+        let mut queue = inner.queue.lock();
         // Checked under the queue's lock, as the writer checks before it
         // leaves: nothing can be queued after its last batch.
         if inner.stopping.load(Ordering::SeqCst) {
@@ -301,7 +262,7 @@ impl Store {
     /// outside it, so a slow filter never holds up writes. Call it off the
     /// async runtime (`spawn_blocking`): a scan of the whole window is work.
     pub fn query(&self, limit: usize, max_bytes: usize, keep: impl Fn(&LogRecord) -> bool) -> Vec<Arc<LogRecord>> {
-        let window: Vec<(Arc<LogRecord>, usize)> = lock(&self.inner.window).records.iter().cloned().collect();
+        let window: Vec<(Arc<LogRecord>, usize)> = self.inner.window.lock().records.iter().cloned().collect();
         let mut bytes = 0;
         let mut found: Vec<Arc<LogRecord>> = window
             .into_iter()
@@ -324,161 +285,9 @@ impl Store {
 
     /// Why the log cannot promise durability right now, if it cannot.
     pub fn health(&self) -> Result<(), String> {
-        match &*lock(&self.stats.sync_error) {
+        match &*self.stats.sync_error.lock() {
             Some(e) => Err(format!("fsync of the log failed: {e}")),
             None => Ok(()),
         }
     }
-
-    /// Writes whatever queued, all of it at once, and answers its appends.
-    fn writer(self) {
-        let inner = &self.inner;
-        let mut bytes = Vec::new();
-        loop {
-            let mut queue = lock(&inner.queue);
-            while queue.appends.is_empty() && !inner.stopping.load(Ordering::SeqCst) {
-                queue = inner.has_pending.wait(queue).unwrap_or_else(|p| p.into_inner());
-            }
-            if queue.appends.is_empty() {
-                return;
-            }
-            std::mem::swap(&mut bytes, &mut queue.bytes);
-            let appends = std::mem::take(&mut queue.appends);
-            let since = queue.since.take().unwrap_or_else(Instant::now);
-            drop(queue);
-            metrics::gauge!("gradebook_log_pending_bytes").set(0.0);
-            let written = {
-                let mut disk = lock(&inner.disk);
-                let written = write(&mut disk, &inner.config, &bytes);
-                if written.is_ok() {
-                    disk.unsynced_since.get_or_insert(since);
-                }
-                written
-            };
-            bytes.clear();
-            match written {
-                Ok(()) => {
-                    inner.has_unsynced.notify_one();
-                    self.publish(appends);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "writing the log failed; refusing the records");
-                    self.stats.failed_writes.fetch_add(1, Ordering::Relaxed);
-                    let why = format!("the log could not be written: {e}");
-                    for append in appends {
-                        let _ = append.done.send(Err(why.clone()));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Written records join the window and the live tail, then their
-    /// appends are answered.
-    fn publish(&self, appends: Vec<Append>) {
-        let inner = &self.inner;
-        let mut window = lock(&inner.window);
-        for append in &appends {
-            for (record, size) in &append.records {
-                window.push(record.clone(), *size, &inner.config);
-            }
-        }
-        drop(window);
-        for append in appends {
-            let count = append.records.len() as u64;
-            let last = append.records.last().map_or(0, |(r, _)| r.seq);
-            for (record, _) in append.records {
-                let _ = inner.live.send(record);
-            }
-            self.stats.records_written.fetch_add(count, Ordering::Relaxed);
-            metrics::counter!("gradebook_log_records_ingested_total").increment(count);
-            let _ = append.done.send(Ok(last));
-        }
-    }
-
-    /// Fsyncs written data by half the flush interval after it arrived,
-    /// without holding up the writer.
-    fn syncer(self) {
-        let inner = &self.inner;
-        let half = inner.config.flush_interval / 2;
-        loop {
-            let mut disk = lock(&inner.disk);
-            while disk.unsynced_since.is_none() && !inner.writer_done.load(Ordering::SeqCst) {
-                disk = inner.has_unsynced.wait(disk).unwrap_or_else(|p| p.into_inner());
-            }
-            // Done: the writer wrote its last, and all of it is synced.
-            let Some(since) = disk.unsynced_since else { return };
-            let wait = half.saturating_sub(since.elapsed());
-            if !wait.is_zero() && !inner.stopping.load(Ordering::SeqCst) {
-                drop(disk);
-                std::thread::sleep(wait);
-                disk = lock(&inner.disk);
-            }
-            let since = disk.unsynced_since.take().unwrap_or(since);
-            // Another handle on the same open file: its fsync covers it all.
-            let file = disk.file.try_clone();
-            drop(disk);
-            match file.and_then(|f| f.sync_data()) {
-                Ok(()) => {
-                    self.stats.syncs.fetch_add(1, Ordering::Relaxed);
-                    self.stats.max_sync_delay_us.fetch_max(since.elapsed().as_micros() as u64, Ordering::Relaxed);
-                    *lock(&self.stats.sync_error) = None;
-                }
-                Err(e) => {
-                    // Not synced: it stays owed, and /healthz says so.
-                    tracing::error!(error = %e, "fsync of the log failed");
-                    self.stats.failed_syncs.fetch_add(1, Ordering::Relaxed);
-                    *lock(&self.stats.sync_error) = Some(e.to_string());
-                    lock(&inner.disk).unsynced_since.get_or_insert(since);
-                    if inner.writer_done.load(Ordering::SeqCst) {
-                        // Closing: there is no one left to tell.
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
-        }
-    }
-}
-
-/// Appends `bytes` (whole lines) to the current file, rotating first when
-/// it would grow past its limit. On failure nothing of them stays: a
-/// partial line is cut off, or, if even that fails, isolated by a newline.
-fn write(disk: &mut Disk, config: &StoreConfig, bytes: &[u8]) -> std::io::Result<()> {
-    if disk.size > 0 && disk.size + bytes.len() as u64 > config.max_file_bytes {
-        rotate(disk, config)?;
-    }
-    if disk.torn {
-        disk.file.write_all(b"\n")?;
-        disk.size += 1;
-        disk.torn = false;
-    }
-    let before = disk.size;
-    if let Err(e) = disk.file.write_all(bytes) {
-        disk.torn = disk.file.set_len(before).is_err();
-        disk.size = disk.file.metadata().map_or(before, |m| m.len());
-        return Err(e);
-    }
-    disk.size += bytes.len() as u64;
-    Ok(())
-}
-
-/// Moves the current file aside (keeping `keep_files` older ones) and starts
-/// a new one. The old file is fsync'd first: the syncer only knows the new.
-fn rotate(disk: &mut Disk, config: &StoreConfig) -> std::io::Result<()> {
-    disk.file.sync_data()?;
-    let dir = &config.dir;
-    if config.keep_files == 0 {
-        std::fs::remove_file(dir.join(CURRENT))?;
-    } else {
-        let _ = std::fs::remove_file(rotated(dir, config.keep_files));
-        for n in (1..config.keep_files).rev() {
-            let _ = std::fs::rename(rotated(dir, n), rotated(dir, n + 1));
-        }
-        std::fs::rename(dir.join(CURRENT), rotated(dir, 1))?;
-    }
-    disk.file = OpenOptions::new().create(true).append(true).open(dir.join(CURRENT))?;
-    disk.size = 0;
-    disk.torn = false;
-    Ok(())
 }
