@@ -115,18 +115,21 @@ fn runtime(listener: &TcpListener, spec: ServiceSpec) -> anyhow::Result<Runtime>
 
 #[cfg(test)]
 mod tests {
-    use gradebook_runtime::cli::{PortalArgs, defaults_of};
+    use clap::{Args, FromArgMatches};
+    use gradebook_runtime::cli::defaults_of;
 
     use super::*;
-    use crate::up::Child;
+    use crate::up::{Child, PortalLaunch};
 
     /// `child`'s command line, parsed back as its program would.
     fn reparse(child: &Child) -> Child {
         let args = child.args();
         match child {
-            Child::Portal(_) => Child::Portal(
-                PortalArgs::try_parse_from(std::iter::once("gradebook-portal".to_owned()).chain(args)).unwrap(),
-            ),
+            Child::Portal(_) => {
+                let command = PortalLaunch::augment_args(clap::Command::new("gradebook-portal"));
+                let matches = command.try_get_matches_from(std::iter::once("gradebook-portal".to_owned()).chain(args));
+                Child::Portal(PortalLaunch::from_arg_matches(&matches.unwrap()).unwrap())
+            }
             _ => match Cli::try_parse_from(std::iter::once("gradebook".to_owned()).chain(args)).unwrap().command {
                 Command::Registry(a) => Child::Registry(a),
                 Command::Log(a) => Child::Log(a),
@@ -149,8 +152,7 @@ mod tests {
         let mut grading: GradingArgs = defaults_of();
         grading.database_url = "postgres://u@h/db".into();
         grading.service.common.ship_level = "off".into();
-        let mut portal: PortalArgs = defaults_of();
-        portal.addr = Some("127.0.0.1:5999".parse().unwrap());
+        let portal = PortalLaunch { addr: "127.0.0.1:5999".parse().unwrap(), service: defaults_of() };
 
         for child in [Child::Registry(registry), Child::Log(log), Child::Grading(grading), Child::Portal(portal)] {
             assert_eq!(reparse(&child), child, "{:?}", child.args());

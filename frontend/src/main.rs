@@ -3,10 +3,31 @@
 
 use std::process::ExitCode;
 
+use std::net::SocketAddr;
+
 use clap::Parser;
-use gradebook_runtime::cli::{PortalArgs, defaults};
+use gradebook_runtime::cli::{ServiceArgs, defaults, display};
 use gradebook_shared::names;
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+
+/// The portal's arguments: where it listens, how long a session lasts
+/// unused, and how it joins the system. `gradebook up` starts the portal with
+/// `--addr` and the [`ServiceArgs`] flags, as every service.
+#[derive(Debug, Clone, PartialEq, Parser, Serialize)]
+#[command(name = "gradebook-portal", version, about = "Gradebook's portal: the web grade book")]
+struct PortalArgs {
+    /// Address to listen on (default: LEPTOS_SITE_ADDR as cargo leptos sets it, else 127.0.0.1:5005).
+    #[arg(long, env = "GRADEBOOK_PORTAL_ADDR")]
+    addr: Option<SocketAddr>,
+    /// A signed-in session ends after this long unused (closed mode).
+    #[arg(long, env = "GRADEBOOK_SESSION_IDLE", default_value = "30m")]
+    #[serde(serialize_with = "display")]
+    session_idle: humantime::Duration,
+    #[command(flatten)]
+    #[serde(flatten)]
+    service: ServiceArgs,
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -58,4 +79,29 @@ async fn run(args: PortalArgs) -> anyhow::Result<()> {
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use gradebook_runtime::cli::{defaults_of, to_args};
+
+    use super::*;
+
+    #[test]
+    fn the_portal_parses_what_up_starts_it_with() {
+        let mut service: ServiceArgs = defaults_of();
+        service.registry_url = "http://10.0.0.1:3999".into();
+        service.call_timeout = Duration::from_millis(1500).into();
+        service.no_session = true;
+        let command_line =
+            ["gradebook-portal".to_owned(), "--addr=127.0.0.1:5999".to_owned()].into_iter().chain(to_args(&service));
+
+        let args = PortalArgs::try_parse_from(command_line).unwrap();
+
+        assert_eq!(args.addr, Some("127.0.0.1:5999".parse().unwrap()));
+        assert_eq!(args.service, service);
+        assert_eq!(args.session_idle, Duration::from_secs(30 * 60).into());
+    }
 }

@@ -4,9 +4,7 @@
 //! them — so `gradebook up` starts its children from typed configuration, and
 //! renaming a flag can never silently break it.
 
-use std::net::SocketAddr;
-
-use clap::{Args, Parser};
+use clap::Args;
 use serde::Serialize;
 
 use crate::logship::LogBuffer;
@@ -125,24 +123,6 @@ impl ServiceArgs {
     }
 }
 
-/// The portal binary's arguments. They live here, not in the portal, so that
-/// `gradebook up` can start the portal from typed configuration without
-/// depending on the portal's crate.
-#[derive(Debug, Clone, PartialEq, Parser, Serialize)]
-#[command(name = "gradebook-portal", version, about = "Gradebook's portal: the web grade book")]
-pub struct PortalArgs {
-    /// Address to listen on (default: LEPTOS_SITE_ADDR as cargo leptos sets it, else 127.0.0.1:5005).
-    #[arg(long, env = "GRADEBOOK_PORTAL_ADDR")]
-    pub addr: Option<SocketAddr>,
-    /// A signed-in session ends after this long unused (closed mode).
-    #[arg(long, env = "GRADEBOOK_SESSION_IDLE", default_value = "30m")]
-    #[serde(serialize_with = "display")]
-    pub session_idle: humantime::Duration,
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub service: ServiceArgs,
-}
-
 /// The value clap gives `T` when no flag is passed (environment fallbacks
 /// still apply), so defaults are written once: in the `#[arg]` attributes.
 pub fn defaults_of<T: Args + clap::FromArgMatches>() -> T {
@@ -197,35 +177,31 @@ mod tests {
     }
 
     #[test]
-    fn portal_arguments_survive_rendering_and_parsing() {
-        let args = PortalArgs {
-            addr: Some("127.0.0.1:5999".parse().unwrap()),
-            session_idle: Duration::from_secs(600).into(),
-            service: ServiceArgs {
-                registry_url: "http://10.0.0.1:3999".into(),
-                advertise: Some("http://portal.example:80".into()),
-                call_timeout: Duration::from_millis(1500).into(),
-                no_session: true,
-                reregister_after: Duration::from_secs(9).into(),
-                common: Common {
-                    token: None,
-                    log_filter: "debug".into(),
-                    ship_level: "warn".into(),
-                    ship_buffer: 7,
-                    drain_timeout: Duration::from_millis(2500).into(),
-                },
+    fn service_arguments_survive_rendering_and_parsing() {
+        let args = ServiceArgs {
+            registry_url: "http://10.0.0.1:3999".into(),
+            advertise: Some("http://portal.example:80".into()),
+            call_timeout: Duration::from_millis(1500).into(),
+            no_session: true,
+            reregister_after: Duration::from_secs(9).into(),
+            common: Common {
+                token: None,
+                log_filter: "debug".into(),
+                ship_level: "warn".into(),
+                ship_buffer: 7,
+                drain_timeout: Duration::from_millis(2500).into(),
             },
         };
 
         let rendered = to_args(&args);
 
-        assert_eq!(parse::<PortalArgs>(&rendered), args, "{rendered:?}");
+        assert_eq!(parse::<ServiceArgs>(&rendered), args, "{rendered:?}");
     }
 
     #[test]
     fn the_token_is_never_rendered_on_a_command_line() {
-        let mut args: PortalArgs = defaults_of();
-        args.service.common.token = Some("s3cret".into());
+        let mut args: ServiceArgs = defaults_of();
+        args.common.token = Some("s3cret".into());
 
         let rendered = to_args(&args).join(" ");
 

@@ -2,7 +2,10 @@
 //! beside it, with the typed arguments of that service rendered back into a
 //! command line.
 
-use gradebook_runtime::cli::{PortalArgs, to_args};
+use std::net::SocketAddr;
+
+use gradebook_runtime::cli::{ServiceArgs, to_args};
+use serde::Serialize;
 
 use crate::grading::args::GradingArgs;
 use crate::log::args::LogArgs;
@@ -15,7 +18,22 @@ pub enum Child {
     Registry(RegistryArgs),
     Log(LogArgs),
     Grading(GradingArgs),
-    Portal(PortalArgs),
+    Portal(PortalLaunch),
+}
+
+/// What `up` sets of the portal's arguments: where it listens and how it
+/// joins the system, as for every service; the rest stay the portal's
+/// defaults. The portal's own arguments (in its binary, which this crate
+/// does not compile) take these flags: its tests parse this rendering, and
+/// `up`'s system tests start the real portal with it.
+#[derive(Debug, Clone, PartialEq, clap::Args, Serialize)]
+pub struct PortalLaunch {
+    /// Address the portal listens on.
+    #[arg(long)]
+    pub addr: SocketAddr,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub service: ServiceArgs,
 }
 
 impl Child {

@@ -32,7 +32,7 @@ mod token;
 use tokio_util::sync::CancellationToken;
 
 pub use args::UpArgs;
-pub use child::Child;
+pub use child::{Child, PortalLaunch};
 pub use parts::{Part, parts};
 pub use restart::{Decision, RestartPolicy, Restarts};
 pub use token::TOKEN_FILE;

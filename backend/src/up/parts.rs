@@ -4,11 +4,11 @@
 use std::net::SocketAddr;
 
 use anyhow::bail;
-use gradebook_runtime::cli::{PortalArgs, ServiceArgs, defaults_of};
+use gradebook_runtime::cli::{ServiceArgs, defaults_of};
 use gradebook_shared::names;
 
 use super::args::UpArgs;
-use super::child::Child;
+use super::child::{Child, PortalLaunch};
 use crate::grading::args::GradingArgs;
 use crate::log::args::LogArgs;
 use crate::registry::args::RegistryArgs;
@@ -77,8 +77,7 @@ pub fn parts(args: &UpArgs, token: Option<&str>) -> anyhow::Result<Vec<Part>> {
         parts.push(part(name, child, addr, Some(names::GRADING)));
     }
     if !args.no_portal {
-        let child =
-            Child::Portal(PortalArgs { addr: Some(args.portal_addr), service: service.clone(), ..defaults_of() });
+        let child = Child::Portal(PortalLaunch { addr: args.portal_addr, service: service.clone() });
         let mut portal = part("portal".into(), child, args.portal_addr, Some(names::PORTAL));
         portal.env.push(("LEPTOS_SITE_ROOT".into(), args.site_root.display().to_string()));
         parts.push(portal);
