@@ -1,12 +1,12 @@
 //! When `up` starts a child that exited on its own again, and when it gives
-//! up on it: waits that double from a first one up to a most (from
-//! `backon`), starting over after a good run, and a count of exits within a
+//! up on it: waits that double from a first one up to a most (the
+//! runtime's `Backoff`), starting over after a good run, and a count of exits within a
 //! window beyond which the child is given up on.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use gradebook_runtime::backoff::Backoff;
 use tokio::time::Instant;
 
 /// When a child that exited on its own is started again, and when `up`
@@ -38,13 +38,8 @@ impl RestartPolicy {
 impl RestartPolicy {
     /// The waits before each restart: `first_delay`, then twice as long each
     /// time, up to `max_delay`, without jitter and without end.
-    fn waits(&self) -> ExponentialBackoff {
-        ExponentialBuilder::new()
-            .with_min_delay(self.first_delay)
-            .with_factor(2.0)
-            .with_max_delay(self.max_delay)
-            .without_max_times()
-            .build()
+    fn waits(&self) -> Backoff {
+        Backoff::new(self.first_delay, self.max_delay)
     }
 }
 
@@ -69,7 +64,7 @@ pub enum Decision {
 pub struct Restarts {
     policy: RestartPolicy,
     /// The waits before the next restarts, doubling up to the policy's most.
-    waits: ExponentialBackoff,
+    waits: Backoff,
     /// When it exited, within the last `window`.
     exits: VecDeque<Instant>,
 }
@@ -82,7 +77,7 @@ impl Restarts {
     /// The run that began at `started` ended by itself at `now`.
     pub fn exited(&mut self, started: Instant, now: Instant) -> Decision {
         if now.saturating_duration_since(started) >= self.policy.stable_after {
-            self.waits = self.policy.waits();
+            self.waits.reset();
         }
         while self.exits.front().is_some_and(|&t| now.saturating_duration_since(t) >= self.policy.window) {
             self.exits.pop_front();
@@ -92,7 +87,7 @@ impl Restarts {
             return Decision::GiveUp { exits: self.exits.len() };
         }
         // Never exhausted (no most of times): the fallback is only for form.
-        let after = self.waits.next().unwrap_or(self.policy.max_delay);
+        let after = self.waits.next_delay();
         Decision::Restart { after }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use gradebook_runtime::backoff::Backoff;
 use gradebook_runtime::Runtime;
 use gradebook_shared::names;
 use tokio_util::sync::CancellationToken;
@@ -19,11 +19,9 @@ use super::trust::{Freshness, Subscription};
 const SYNC_EVERY: Duration = Duration::from_millis(50);
 /// Waits before subscribing again: 200 ms, doubling up to 10 s, for as
 /// long as it takes.
-const BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
-    .with_min_delay(Duration::from_millis(200))
-    .with_max_delay(Duration::from_secs(10))
-    .with_factor(2.0)
-    .without_max_times();
+fn backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(200), Duration::from_secs(10))
+}
 
 impl Freshness {
     /// Keeps a subscription to every grading instance known until `shutdown`.
@@ -64,7 +62,7 @@ impl Freshness {
     /// Holds the subscription to the grading at `url` until it is cancelled,
     /// subscribing again (with backoff) whenever it ends.
     async fn subscribe(self, runtime: Runtime, url: String, subscription: Arc<Subscription>) {
-        let mut delays = BACKOFF.build();
+        let mut delays = backoff();
         while !subscription.cancel.is_cancelled() {
             let held = tokio::select! {
                 () = subscription.cancel.cancelled() => None,
@@ -75,13 +73,11 @@ impl Freshness {
             match held {
                 None => break,
                 // It flowed: something went wrong since, so try again soon.
-                Some(Ok(())) => delays = BACKOFF.build(),
+                Some(Ok(())) => delays.reset(),
                 Some(Err(why)) => tracing::debug!(%url, %why, "no change feed from grading; asking it every time"),
             }
-            let delay = delays.next().unwrap_or(Duration::from_secs(10));
-            tokio::select! {
-                () = subscription.cancel.cancelled() => break,
-                () = tokio::time::sleep(delay) => {}
+            if !delays.wait(&subscription.cancel).await {
+                break;
             }
         }
     }

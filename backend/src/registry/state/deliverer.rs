@@ -1,12 +1,12 @@
 //! The patch deliverer of one registration: patches to one dependent go out
-//! one at a time, in order, retried with backoff (from `backon`) until they
+//! one at a time, in order, retried with backoff (the runtime's `Backoff`) until they
 //! land. It holds no state of its own: it asks the [`Registry`] for the next
 //! patch and reports how the send went.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use gradebook_runtime::backoff::Backoff;
 use gradebook_shared::registry::PushedPatch;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -72,12 +72,7 @@ pub(super) async fn deliverer(registry: Registry, url: String, cancel: Cancellat
             _ = cancel.cancelled() => return,
             _ = wake.notified() => {}
         }
-        let mut waits = ExponentialBuilder::new()
-            .with_min_delay(FIRST_RETRY)
-            .with_factor(2.0)
-            .with_max_delay(max_backoff)
-            .without_max_times()
-            .build();
+        let mut waits = Backoff::new(FIRST_RETRY, max_backoff);
         loop {
             match deliver(&registry, &url).await {
                 Delivery::UpToDate => break,
@@ -86,7 +81,7 @@ pub(super) async fn deliverer(registry: Registry, url: String, cancel: Cancellat
                 Delivery::Failed => {
                     tokio::select! {
                         _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(waits.next().unwrap_or(max_backoff)) => {}
+                        _ = tokio::time::sleep(waits.next_delay()) => {}
                         // A new change (e.g. it recovered): try again now.
                         _ = wake.notified() => {}
                     }

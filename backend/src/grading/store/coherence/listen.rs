@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use gradebook_runtime::backoff::Backoff;
 use sqlx::postgres::{PgListener, PgPool};
 use tokio_util::sync::CancellationToken;
 
@@ -29,13 +29,8 @@ pub enum Change {
 
 /// The waits between attempts to listen again: 100 ms, doubling, at most
 /// 5 s, for as long as it takes.
-fn reconnecting() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::new()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(5))
-        .with_factor(2.0)
-        .without_max_times()
-        .build()
+fn reconnecting() -> Backoff {
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(5))
 }
 
 /// Listens for every instance's writes (ours included) until `shutdown`,
@@ -60,15 +55,13 @@ pub async fn listen<F>(
             Ok(listener) => listener,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen for other instances' writes; reads go to the database");
-                let wait = backoff.next().unwrap_or(Duration::from_secs(5));
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(wait) => {}
+                if !backoff.wait(&shutdown).await {
+                    return;
                 }
                 continue;
             }
         };
-        backoff = reconnecting();
+        backoff.reset();
         changes.listening.store(true, Ordering::SeqCst);
         drop(report(Change::Listening));
         let beating = shutdown.child_token();
