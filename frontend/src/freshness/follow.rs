@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use gradebook_runtime::backoff::Backoff;
 use gradebook_runtime::Runtime;
+use gradebook_runtime::backoff::Backoff;
 use gradebook_shared::names;
 use tokio_util::sync::CancellationToken;
 
