@@ -4,7 +4,10 @@
 //!
 //! - this module: the service's state, its routes and its serving;
 //! - [`ingest`]: `POST /log`, entries checked and stored;
-//! - [`query`]: `GET /log`, recent entries that match a [`Filter`];
+//! - [`query`]: `GET /log`, a page of entries that match a [`Filter`], by
+//!   cursor;
+//! - [`export`]: `GET /log/export`, every retained entry that matches, as
+//!   NDJSON;
 //! - [`tail`]: `GET /log/stream`, a live tail of new ones;
 //! - [`filter`]: what a reader asks for;
 //! - [`store`]: the durable, group-committed file and the window of recent
@@ -14,6 +17,7 @@
 
 pub mod args;
 mod error;
+mod export;
 mod filter;
 mod ingest;
 mod query;
@@ -35,7 +39,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::LogError;
 pub use filter::Filter;
-pub use store::{Store, StoreConfig};
+pub use query::OLDEST_RETAINED;
+pub use store::{Cursor, Store, StoreConfig, SyncMode};
 
 /// Largest `POST /log` body.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -43,7 +48,8 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Most records `GET /log` returns.
 pub const MAX_LIMIT: usize = 1000;
-/// Most bytes of records one `GET /log` answer carries; page on with `after=`.
+/// Most bytes of records one `GET /log` answer carries; page on with
+/// `after=` or `before=`.
 pub const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 /// Records `GET /log` returns when no `limit` is given.
 const DEFAULT_LIMIT: usize = 100;
@@ -52,6 +58,8 @@ const DEFAULT_LIMIT: usize = 100;
 const CONCURRENT_SCANS: usize = 2;
 /// Live tails (`/log/stream`) held open at once; more are refused.
 pub const MAX_TAILS: usize = 256;
+/// Exports (`/log/export`) running at once; more are refused.
+pub const MAX_EXPORTS: usize = 2;
 
 /// The log service's state: the store, and what bounds its readers.
 #[derive(Clone)]
@@ -59,6 +67,7 @@ pub struct Log {
     store: Store,
     scans: Arc<tokio::sync::Semaphore>,
     tails: Arc<tokio::sync::Semaphore>,
+    exports: Arc<tokio::sync::Semaphore>,
     /// Cancelled when shutdown begins: live tails end then, so draining
     /// never waits for a reader that would never leave.
     streams_end: CancellationToken,
@@ -70,6 +79,7 @@ impl Log {
             store,
             scans: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_SCANS)),
             tails: Arc::new(tokio::sync::Semaphore::new(MAX_TAILS)),
+            exports: Arc::new(tokio::sync::Semaphore::new(MAX_EXPORTS)),
             streams_end,
         }
     }
@@ -79,6 +89,7 @@ pub fn router(log: Log) -> Router {
     let api = Router::new()
         .route("/log", get(query::query))
         .route("/log/stream", get(tail::stream))
+        .route("/log/export", get(export::export))
         .route("/log/stats", get(stats))
         .route("/healthz", get(healthz))
         .with_state(log.clone());

@@ -17,6 +17,9 @@ pub(super) struct Disk {
     pub(super) torn: bool,
     /// When the oldest written but not yet fsync'd record arrived.
     pub(super) unsynced_since: Option<Instant>,
+    /// A read handle on the file a rotation started, for the writer to
+    /// make a segment of.
+    pub(super) new_segment: Option<File>,
 }
 
 /// True when the file at `path` is empty or ends with a newline.
@@ -38,10 +41,16 @@ pub(super) fn rotated(dir: &Path, n: usize) -> PathBuf {
     dir.join(format!("log.{n}.jsonl"))
 }
 
+/// Where a write's bytes went.
+pub(super) struct Written {
+    /// Offset of the first byte in the current file.
+    pub(super) offset: u64,
+}
+
 /// Appends `bytes` (whole lines) to the current file, rotating first when
 /// it would grow past its limit. On failure nothing of them stays: a
 /// partial line is cut off, or, if even that fails, isolated by a newline.
-pub(super) fn write(disk: &mut Disk, config: &StoreConfig, bytes: &[u8]) -> std::io::Result<()> {
+pub(super) fn write(disk: &mut Disk, config: &StoreConfig, bytes: &[u8]) -> std::io::Result<Written> {
     if disk.size > 0 && disk.size + bytes.len() as u64 > config.max_file_bytes {
         rotate(disk, config)?;
     }
@@ -57,7 +66,15 @@ pub(super) fn write(disk: &mut Disk, config: &StoreConfig, bytes: &[u8]) -> std:
         return Err(e);
     }
     disk.size += bytes.len() as u64;
-    Ok(())
+    Ok(Written { offset: before })
+}
+
+/// Cuts the last write (from `offset`) off again: its fsync failed, so it
+/// was never acknowledged. If even that fails, the next write starts on a
+/// new line.
+pub(super) fn undo(disk: &mut Disk, offset: u64) {
+    disk.torn = disk.file.set_len(offset).is_err();
+    disk.size = disk.file.metadata().map_or(disk.size, |m| m.len());
 }
 
 /// Moves the current file aside (keeping `keep_files` older ones) and starts
@@ -75,6 +92,7 @@ fn rotate(disk: &mut Disk, config: &StoreConfig) -> std::io::Result<()> {
         std::fs::rename(dir.join(CURRENT), rotated(dir, 1))?;
     }
     disk.file = OpenOptions::new().create(true).append(true).open(dir.join(CURRENT))?;
+    disk.new_segment = Some(File::open(dir.join(CURRENT))?);
     disk.size = 0;
     disk.torn = false;
     Ok(())

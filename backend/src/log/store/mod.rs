@@ -3,28 +3,37 @@
 //! size, plus an in-memory window of recent records for queries and a
 //! broadcast for live tails.
 //!
-//! An append is answered once its bytes are in the file: a `kill -9` right
-//! after the answer loses nothing. A writer thread takes everything that
-//! queued while it was busy and writes it in one go, so concurrent requests
-//! share writes (group commit) and a busy log costs few syscalls. A syncer
-//! thread fsyncs within the flush interval, so power loss is bounded too.
+//! By default ([`SyncMode::Ack`]) an append is answered only once the
+//! fdatasync that covers its bytes has returned: a machine crash or power
+//! cut loses nothing acknowledged. A writer thread takes everything that
+//! queued while it was busy, writes it in one go and fsyncs it once, so
+//! concurrent requests share writes and fsyncs (group commit). With
+//! [`SyncMode::Interval`] an append is answered once its bytes are in the
+//! file and a syncer thread fsyncs within the flush interval: a `kill -9`
+//! loses nothing, a power cut may lose what was acknowledged since.
 //!
-//! Only what was written is acknowledged, queried or streamed: a failed write
-//! (a full disk) fails exactly the requests in it, with nothing of them left
-//! behind — a partial line is cut off again, so it can never swallow the
-//! record after it. What waits to be written is bounded in bytes, and so is
-//! the window of recent records.
+//! Only what was made durable is acknowledged, queried or streamed: a failed
+//! write or fsync (a full disk, EIO) fails exactly the requests in it, with
+//! nothing of them left behind — their bytes are cut off again, so they can
+//! never swallow the record after them. What waits to be written is bounded
+//! in bytes, and so is the window of recent records.
 //!
 //! - this module: the handle, opening (and recovering) the store, and
-//!   appends and reads;
+//!   appends;
 //! - [`writer`] and [`syncer`]: the two threads;
 //! - [`disk`]: the files, written in whole lines and rotated;
-//! - [`window`]: the recent records kept in memory.
+//! - [`segments`]: the retained files with their sparse indexes;
+//! - [`read`]: pages by cursor and the export;
+//! - [`window`]: the recent records kept in memory, a cache of the newest.
 
 mod disk;
+mod read;
+mod segments;
 mod syncer;
 mod window;
 mod writer;
+
+pub use read::{Cursor, Page};
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader};
@@ -38,7 +47,24 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::{broadcast, oneshot};
 
 use disk::{CURRENT, Disk, ends_whole, rotated};
+use segments::Segment;
 use window::Window;
+
+/// When an append is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// After the fdatasync that covers it: nothing acknowledged is lost.
+    #[default]
+    Ack,
+    /// Once written, fsync'd within the flush interval: a machine crash or
+    /// power cut loses what was acknowledged in that interval, and a failed
+    /// fsync is reported only by `/healthz`.
+    Interval,
+}
+
+/// How the store makes a file durable; a test can make it fail.
+pub type SyncFn = Arc<dyn Fn(&File) -> std::io::Result<()> + Send + Sync>;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreConfig {
@@ -47,7 +73,10 @@ pub struct StoreConfig {
     pub max_file_bytes: u64,
     /// Rotated files kept besides the current one.
     pub keep_files: usize,
-    /// Longest time written data waits for its fsync.
+    /// When an append is answered.
+    pub sync: SyncMode,
+    /// With [`SyncMode::Interval`], the longest time written data waits for
+    /// its fsync.
     pub flush_interval: Duration,
     /// Recent records kept in memory for queries, at most.
     pub memory_records: usize,
@@ -61,6 +90,7 @@ impl Default for StoreConfig {
             dir: PathBuf::from("data/log"),
             max_file_bytes: 16 * 1024 * 1024,
             keep_files: 4,
+            sync: SyncMode::Ack,
             flush_interval: Duration::from_millis(50),
             memory_records: 100_000,
             memory_bytes: 64 * 1024 * 1024,
@@ -99,7 +129,10 @@ struct Inner {
     /// Signalled when the queue becomes non-empty, and on stop.
     has_pending: Condvar,
     window: Mutex<Window>,
+    /// The retained files, oldest first.
+    segments: Mutex<Vec<Arc<Segment>>>,
     disk: Mutex<Disk>,
+    sync: SyncFn,
     /// Signalled when unsynced data is written, and on stop.
     has_unsynced: Condvar,
     stopping: AtomicBool,
@@ -158,25 +191,47 @@ impl Store {
     /// Opens (creating if needed) the store in `config.dir` and starts its
     /// writer and syncer threads.
     pub fn open(config: StoreConfig) -> std::io::Result<(Self, Closer)> {
+        Self::open_with(config, Arc::new(|file: &File| file.sync_data()))
+    }
+
+    /// [`Store::open`], making files durable with `sync`.
+    pub fn open_with(config: StoreConfig, sync: SyncFn) -> std::io::Result<(Self, Closer)> {
         std::fs::create_dir_all(&config.dir)?;
         let mut window = Window::default();
+        let mut segments = Vec::new();
         let mut last_seq = 0;
+        let mut had_current = false;
         // Oldest first, so the window ends with the newest records.
         for n in (1..=config.keep_files).rev().map(Some).chain([None]) {
             let path = n.map_or_else(|| config.dir.join(CURRENT), |n| rotated(&config.dir, n));
             let Ok(file) = File::open(&path) else { continue };
-            for line in BufReader::new(file).lines() {
-                let Ok(line) = line else { break };
-                // A torn line (crash or full disk mid-write) is skipped, not fatal.
-                if let Ok(r) = serde_json::from_str::<LogRecord>(&line) {
-                    last_seq = last_seq.max(r.seq);
-                    window.push(Arc::new(r), line.len() + 1, &config);
+            had_current = n.is_none();
+            let segment = Segment::new(file.try_clone()?);
+            let mut offset = 0u64;
+            let mut reader = BufReader::new(file);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                let Ok(read) = reader.read_until(b'\n', &mut line) else { break };
+                // A torn last line (crash or full disk mid-write) is left out.
+                if read == 0 || line.last() != Some(&b'\n') {
+                    break;
                 }
+                if let Ok(r) = serde_json::from_slice::<LogRecord>(&line[..read - 1]) {
+                    last_seq = last_seq.max(r.seq);
+                    segment.add(r.seq, offset, read as u64);
+                    window.push(Arc::new(r), read, &config);
+                }
+                offset += read as u64;
             }
+            segments.push(segment);
         }
         let current = config.dir.join(CURRENT);
         let torn = !ends_whole(&current);
         let file = OpenOptions::new().create(true).append(true).open(&current)?;
+        if !had_current {
+            segments.push(Segment::new(File::open(&current)?));
+        }
         let size = file.metadata()?.len();
         let (live, _) = broadcast::channel(4096);
         let inner = Arc::new(Inner {
@@ -184,8 +239,10 @@ impl Store {
             queue: Mutex::new(Queue { next_seq: last_seq + 1, ..Queue::default() }),
             has_pending: Condvar::new(),
             window: Mutex::new(window),
+            segments: Mutex::new(segments),
             // A file that does not end with a newline was torn by a crash.
-            disk: Mutex::new(Disk { torn, file, size, unsynced_since: None }),
+            disk: Mutex::new(Disk { torn, file, size, unsynced_since: None, new_segment: None }),
+            sync,
             has_unsynced: Condvar::new(),
             stopping: AtomicBool::new(false),
             writer_done: AtomicBool::new(false),
@@ -203,9 +260,9 @@ impl Store {
         Ok((store, Closer { inner, writer, syncer }))
     }
 
-    /// Stores `records` and returns the last sequence number, once their
-    /// bytes are in the file (fsync'd within the flush interval). Refused
-    /// when too much already waits, or when the write fails.
+    /// Stores `records` and returns the last sequence number, once they are
+    /// as durable as the [`SyncMode`] promises. Refused when too much
+    /// already waits, or when the write or fsync fails.
     pub async fn append(&self, records: Vec<NewLogRecord>) -> std::io::Result<u64> {
         let written = self.enqueue(records)?;
         match written.await {
@@ -253,30 +310,6 @@ impl Store {
             inner.has_pending.notify_one();
         }
         Ok(written)
-    }
-
-    /// The records in memory that `keep` accepts, the last `limit` of them
-    /// and at most `max_bytes` of them (as serialized), oldest first.
-    ///
-    /// The window is copied (as cheap handles) under its lock and filtered
-    /// outside it, so a slow filter never holds up writes. Call it off the
-    /// async runtime (`spawn_blocking`): a scan of the whole window is work.
-    pub fn query(&self, limit: usize, max_bytes: usize, keep: impl Fn(&LogRecord) -> bool) -> Vec<Arc<LogRecord>> {
-        let window: Vec<(Arc<LogRecord>, usize)> = self.inner.window.lock().records.iter().cloned().collect();
-        let mut bytes = 0;
-        let mut found: Vec<Arc<LogRecord>> = window
-            .into_iter()
-            .rev()
-            .filter(|(r, _)| keep(r))
-            .take(limit)
-            .take_while(|(_, size)| {
-                bytes += size;
-                bytes <= max_bytes
-            })
-            .map(|(r, _)| r)
-            .collect();
-        found.reverse();
-        found
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<LogRecord>> {

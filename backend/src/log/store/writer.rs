@@ -1,12 +1,14 @@
-//! The writer thread: it takes everything that queued while it was busy and
-//! writes it in one go (group commit), then publishes the written records
-//! and answers their appends; a failed write fails exactly the appends in it.
+//! The writer thread: it takes everything that queued while it was busy,
+//! writes it in one go and (with [`SyncMode::Ack`]) fsyncs it once (group
+//! commit), then makes the records readable, publishes them and answers
+//! their appends; a failed write or fsync fails exactly the appends in it.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::disk::write;
-use super::{Append, Store};
+use super::disk::{undo, write};
+use super::segments::Segment;
+use super::{Append, Store, SyncMode};
 
 impl Store {
     /// Writes whatever queued, all of it at once, and answers its appends.
@@ -29,26 +31,72 @@ impl Store {
             let written = {
                 let mut disk = inner.disk.lock();
                 let written = write(&mut disk, &inner.config, &bytes);
-                if written.is_ok() {
-                    disk.unsynced_since.get_or_insert(since);
+                if let Some(file) = disk.new_segment.take() {
+                    self.start_segment(file);
                 }
-                written
+                match written {
+                    Ok(w) if inner.config.sync == SyncMode::Ack => match (inner.sync)(&disk.file) {
+                        Ok(()) => {
+                            self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+                            self.stats.max_sync_delay_us.fetch_max(since.elapsed().as_micros() as u64, Ordering::Relaxed);
+                            *self.stats.sync_error.lock() = None;
+                            Ok(w)
+                        }
+                        Err(e) => {
+                            undo(&mut disk, w.offset);
+                            self.stats.failed_syncs.fetch_add(1, Ordering::Relaxed);
+                            *self.stats.sync_error.lock() = Some(e.to_string());
+                            Err(std::io::Error::new(e.kind(), format!("fsync failed: {e}")))
+                        }
+                    },
+                    Ok(w) => {
+                        disk.unsynced_since.get_or_insert(since);
+                        Ok(w)
+                    }
+                    Err(e) => {
+                        self.stats.failed_writes.fetch_add(1, Ordering::Relaxed);
+                        Err(e)
+                    }
+                }
             };
             bytes.clear();
             match written {
-                Ok(()) => {
+                Ok(w) => {
                     inner.has_unsynced.notify_one();
+                    self.index(&appends, w.offset);
                     self.publish(appends);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "writing the log failed; refusing the records");
-                    self.stats.failed_writes.fetch_add(1, Ordering::Relaxed);
-                    let why = format!("the log could not be written: {e}");
+                    let why = e.to_string();
                     for append in appends {
                         let _ = append.done.send(Err(why.clone()));
                     }
                 }
             }
+        }
+    }
+
+    /// Makes the records just written from `offset` readable in the
+    /// current segment.
+    fn index(&self, appends: &[Append], mut offset: u64) {
+        let segments = self.inner.segments.lock();
+        let Some(current) = segments.last() else { return };
+        for (record, size) in appends.iter().flat_map(|a| &a.records) {
+            current.add(record.seq, offset, *size as u64);
+            offset += *size as u64;
+        }
+    }
+
+    /// A rotation started a new file: it becomes the current segment, and
+    /// the oldest beyond what is kept is dropped.
+    fn start_segment(&self, file: std::fs::File) {
+        let mut segments = self.inner.segments.lock();
+        segments.push(Segment::new(file));
+        let keep = self.inner.config.keep_files + 1;
+        if segments.len() > keep {
+            let extra = segments.len() - keep;
+            segments.drain(..extra);
         }
     }
 
