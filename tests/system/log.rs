@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use gradebook::log::StoreConfig;
+use gradebook::log::{StoreConfig, SyncMode};
 use gradebook::registry::Config;
 use gradebook_runtime::logship::{Destination, LogBuffer};
 use gradebook_shared::log::{Level, NewLogRecord};
@@ -306,7 +306,7 @@ async fn log_stats_shows_posted_lines_fsynced_in_batches_within_the_flush_interv
     let flush_interval = Duration::from_secs(2);
     let dir = TempDir::new("log-fsync");
     let registry = TestRegistry::spawn(Config::default());
-    let log = TestLog::spawn(&registry.url, StoreConfig { flush_interval, ..store(&dir) });
+    let log = TestLog::spawn(&registry.url, StoreConfig { sync: SyncMode::Interval, flush_interval, ..store(&dir) });
     const LINES: u64 = 20;
     for i in 0..LINES {
         assert_eq!(post_text(&log.url, &format!("[Synced] - line {i}")).await.status(), 200);

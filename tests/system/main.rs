@@ -5,6 +5,7 @@
 //!
 //! - [`registry`]: registration, pushed discovery, health checks, crash and recovery;
 //! - [`log`]: the central log service and log shipping;
+//! - [`log_durability`]: the log read back by cursor and export, and a full disk;
 //! - [`grading`]: the grading API, its validation and its durability;
 //! - [`accounts`]: the `accounts` commands and the sign-in endpoints;
 //! - [`original`]: our services against answers measured on the original Go program;
@@ -19,6 +20,7 @@ mod drills;
 mod grading;
 mod hostile;
 mod log;
+mod log_durability;
 mod original;
 mod registry;
 mod robustness;

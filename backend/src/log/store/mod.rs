@@ -324,3 +324,6 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
