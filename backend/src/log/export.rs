@@ -20,6 +20,8 @@ const CHUNKS_AHEAD: usize = 4;
 /// `GET /log/export`: matching records as NDJSON, oldest first.
 pub(super) async fn export(State(log): State<Log>, Query(filter): Query<Filter>) -> Result<Response, LogError> {
     let matcher = filter.matcher()?;
+    // Checked as for `GET /log`, though an export takes every record.
+    filter.limit()?;
     let takes_all = filter.takes_all();
     let turn = log
         .exports

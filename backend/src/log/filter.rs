@@ -40,6 +40,7 @@ pub(super) struct Matcher {
     until: Option<OffsetDateTime>,
     contains: Option<String>,
     after: u64,
+    before: u64,
 }
 
 fn given(value: &Option<String>) -> Option<&str> {
@@ -88,6 +89,10 @@ impl Filter {
                 Cursor::After(after) => after,
                 _ => 0,
             },
+            before: match cursor {
+                Cursor::Before(before) => before,
+                _ => u64::MAX,
+            },
         })
     }
 
@@ -119,15 +124,16 @@ impl Filter {
         }
     }
 
-    /// True when nothing but a cursor narrows the records.
+    /// True when nothing but `after=` narrows the records.
     pub(super) fn takes_all(&self) -> bool {
-        [&self.service, &self.level, &self.since, &self.until, &self.contains].iter().all(|v| given(v).is_none())
+        [&self.before, &self.service, &self.level, &self.since, &self.until, &self.contains].iter().all(|v| given(v).is_none())
     }
 }
 
 impl Matcher {
     pub(super) fn matches(&self, r: &LogRecord) -> bool {
         r.seq > self.after
+            && r.seq < self.before
             && self.service.as_ref().is_none_or(|s| &r.service == s)
             && self.level.is_none_or(|l| r.level >= l)
             && (self.since.is_none() && self.until.is_none() || self.in_range(&r.timestamp))

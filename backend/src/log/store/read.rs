@@ -46,7 +46,11 @@ impl Store {
         {
             page.oldest_retained = Some(oldest);
         }
-        let window: Vec<(Arc<LogRecord>, usize)> = self.inner.window.lock().records.iter().cloned().collect();
+        // What memory still holds of a file rotated away is no longer kept:
+        // a page never shows it, as after a restart.
+        let retained = oldest.unwrap_or(0);
+        let window: Vec<(Arc<LogRecord>, usize)> =
+            self.inner.window.lock().records.iter().filter(|(r, _)| r.seq >= retained).cloned().collect();
         let window_first = window.first().map(|(r, _)| r.seq);
         match cursor {
             Cursor::After(after) => {
