@@ -130,7 +130,8 @@ async fn paging_forward_and_backward_visits_every_retained_record_once_before_an
 async fn a_cursor_older_than_the_oldest_retained_record_answers_from_it_and_says_so() {
     let dir = TempDir::new("log-oldest");
     let registry = TestRegistry::spawn(Config::default());
-    let config = StoreConfig { dir: dir.path().to_path_buf(), max_file_bytes: 4096, keep_files: 1, ..Default::default() };
+    let config =
+        StoreConfig { dir: dir.path().to_path_buf(), max_file_bytes: 4096, keep_files: 1, ..Default::default() };
     let log = TestLog::spawn(&registry.url, config);
     let client = reqwest::Client::new();
     for i in 0..200 {
@@ -152,7 +153,8 @@ async fn a_time_range_with_until_and_since_selects_the_records_in_it() {
     let registry = TestRegistry::spawn(Config::default());
     let log = TestLog::spawn(&registry.url, StoreConfig { dir: dir.path().to_path_buf(), ..Default::default() });
     let client = reqwest::Client::new();
-    for (message, timestamp) in [("early", "2020-01-01T00:00:00Z"), ("mid", "2021-06-01T00:00:00Z"), ("late", "2023-01-01T00:00:00Z")]
+    for (message, timestamp) in
+        [("early", "2020-01-01T00:00:00Z"), ("mid", "2021-06-01T00:00:00Z"), ("late", "2023-01-01T00:00:00Z")]
     {
         let body = serde_json::json!({"service": "T", "message": message, "timestamp": timestamp});
         client.post(format!("{}/log", log.url)).json(&body).send().await.unwrap();
@@ -233,9 +235,7 @@ async fn a_full_disk_answers_one_clear_503_keeps_every_acknowledged_record_and_r
     let (mut log, addr) = Proc::start_listening(args).await;
     let url = format!("http://{addr}");
     let client = reqwest::Client::new();
-    let post = |i: usize| {
-        client.post(format!("{url}/log")).body(format!("[Full] - {i} {}", "x".repeat(1000))).send()
-    };
+    let post = |i: usize| client.post(format!("{url}/log")).body(format!("[Full] - {i} {}", "x".repeat(1000))).send();
     let mut acked = BTreeSet::new();
     let mut refusal = None;
     for i in 0..2000 {

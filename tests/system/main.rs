@@ -8,6 +8,7 @@
 //! - [`log_durability`]: the log read back by cursor and export, and a full disk;
 //! - [`grading`]: the grading API, its validation and its durability;
 //! - [`accounts`]: the `accounts` commands and the sign-in endpoints;
+//! - [`oversized`]: a body over the limit, sent whole, on every service;
 //! - [`original`]: our services against answers measured on the original Go program;
 //! - [`hostile`]: every route tried the way a hostile or careless client would;
 //! - [`robustness`]: bad luck and strangers against a running system;
@@ -22,6 +23,7 @@ mod hostile;
 mod log;
 mod log_durability;
 mod original;
+mod oversized;
 mod registry;
 mod robustness;
 mod structure;

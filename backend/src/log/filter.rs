@@ -99,10 +99,9 @@ impl Filter {
     /// Where the page starts: `after=`, `before=`, or the newest.
     pub(super) fn cursor(&self) -> Result<Cursor, LogError> {
         match (given(&self.after), given(&self.before)) {
-            (Some(_), Some(_)) => Err(LogError::BadField {
-                field: "before",
-                message: "after and before cannot be given together".into(),
-            }),
+            (Some(_), Some(_)) => {
+                Err(LogError::BadField { field: "before", message: "after and before cannot be given together".into() })
+            }
             (Some(after), None) => Ok(Cursor::After(seq("after", after)?)),
             (None, Some(before)) => match seq("before", before)? {
                 0 => Err(LogError::BadField { field: "before", message: "before=0 can match nothing".into() }),
@@ -126,7 +125,9 @@ impl Filter {
 
     /// True when nothing but `after=` narrows the records.
     pub(super) fn takes_all(&self) -> bool {
-        [&self.before, &self.service, &self.level, &self.since, &self.until, &self.contains].iter().all(|v| given(v).is_none())
+        [&self.before, &self.service, &self.level, &self.since, &self.until, &self.contains]
+            .iter()
+            .all(|v| given(v).is_none())
     }
 }
 

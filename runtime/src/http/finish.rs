@@ -49,20 +49,21 @@ struct Finish {
 /// clones everything beneath it on every request; `from_fn` adds a boxed
 /// future per request besides.
 fn finished(router: Router, how: Finish, body_limit: usize) -> Router {
-    router.layer(FinishLayer { how, limit: DefaultBodyLimit::max(body_limit) })
+    router.layer(FinishLayer { how, limit: DefaultBodyLimit::max(body_limit), max: body_limit })
 }
 
 #[derive(Debug, Clone, Copy)]
 struct FinishLayer {
     how: Finish,
     limit: DefaultBodyLimit,
+    max: usize,
 }
 
 impl<S> tower::Layer<S> for FinishLayer {
     type Service = FinishService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        FinishService { inner, how: self.how, limit: self.limit }
+        FinishService { inner, how: self.how, limit: self.limit, max: self.max }
     }
 }
 
@@ -71,6 +72,9 @@ struct FinishService<S> {
     inner: S,
     how: Finish,
     limit: DefaultBodyLimit,
+    /// The body limit in bytes: a body declared larger is refused before
+    /// it is routed (see [`super::oversized`]).
+    max: usize,
 }
 
 impl<S> tower::Service<Request> for FinishService<S>
@@ -87,6 +91,10 @@ where
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
+        if let Some(length) = super::oversized::declared_over(&request, self.max) {
+            let max = self.max;
+            return FinishFuture::Converting(Box::pin(super::oversized::refuse(request, length, max)));
+        }
         let finishing = Finishing::start(self.how, self.limit, &mut request);
         let answer = finishing.span.in_scope(|| self.inner.call(request));
         FinishFuture::Answering { answer, finishing: Some(finishing) }

@@ -12,6 +12,7 @@ mod client;
 mod drain;
 mod finish;
 mod json;
+mod oversized;
 mod token;
 
 pub use client::{client, describe, open_ended_client, unredirected_client};

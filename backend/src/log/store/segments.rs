@@ -82,9 +82,9 @@ impl Segment {
 /// The whole records in `bytes`, in order, with their sizes as stored; a
 /// torn or foreign line is skipped.
 pub(super) fn records(bytes: &[u8]) -> impl Iterator<Item = (LogRecord, usize)> + '_ {
-    bytes.split(|&b| b == b'\n').filter_map(|line| {
-        serde_json::from_slice::<LogRecord>(line).ok().map(|r| (r, line.len() + 1))
-    })
+    bytes
+        .split(|&b| b == b'\n')
+        .filter_map(|line| serde_json::from_slice::<LogRecord>(line).ok().map(|r| (r, line.len() + 1)))
 }
 
 /// The seq of a stored line, read without parsing the rest of it: every

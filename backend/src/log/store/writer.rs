@@ -38,7 +38,9 @@ impl Store {
                     Ok(w) if inner.config.sync == SyncMode::Ack => match (inner.sync)(&disk.file) {
                         Ok(()) => {
                             self.stats.syncs.fetch_add(1, Ordering::Relaxed);
-                            self.stats.max_sync_delay_us.fetch_max(since.elapsed().as_micros() as u64, Ordering::Relaxed);
+                            self.stats
+                                .max_sync_delay_us
+                                .fetch_max(since.elapsed().as_micros() as u64, Ordering::Relaxed);
                             *self.stats.sync_error.lock() = None;
                             Ok(w)
                         }
