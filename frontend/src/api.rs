@@ -19,10 +19,30 @@ pub struct LogFilter {
     pub service: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<String>,
+    /// The page after this seq (newer), instead of the newest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<u64>,
+    /// The page before this seq (older), instead of the newest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<u64>,
 }
 
 impl LogFilter {
+    /// The query of these filters and cursor.
     pub fn query(&self) -> String {
+        let mut parts = vec![self.filters()];
+        if let Some(after) = self.after {
+            parts.push(format!("after={after}"));
+        }
+        if let Some(before) = self.before {
+            parts.push(format!("before={before}"));
+        }
+        parts.retain(|p| !p.is_empty());
+        parts.join("&")
+    }
+
+    /// The query of these filters alone, without the cursor.
+    pub fn filters(&self) -> String {
         let mut parts = vec![];
         if let Some(s) = self.service.as_deref().filter(|s| !s.is_empty()) {
             parts.push(format!("service={}", encode(s)));

@@ -1,5 +1,7 @@
 //! `/logs`: the central log, filterable by service and level, with new
-//! entries streaming in live (Server-Sent Events through the portal).
+//! entries streaming in live (Server-Sent Events through the portal), and
+//! Older and Newer links by cursor, plain links that work without
+//! JavaScript.
 
 use gradebook_shared::log::{Level, LogRecord};
 use leptos::prelude::*;
@@ -21,6 +23,8 @@ pub fn LogsPage() -> impl IntoView {
         LogFilter {
             service: q.get("service").filter(|s| !s.is_empty()),
             level: q.get("level").filter(|s| !s.is_empty()),
+            after: q.get("after").and_then(|s| s.parse().ok()),
+            before: q.get("before").and_then(|s| s.parse().ok()),
         }
     });
     let api = Api::current();
@@ -59,20 +63,56 @@ pub fn LogsPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match recent.await {
                     Err(error) => view! { <Problem error/> }.into_any(),
-                    Ok(records) => view! { <LogTable filter=filter.get_untracked() records/> }.into_any(),
+                    Ok(records) => {
+                        let filter = filter.get_untracked();
+                        view! {
+                            <Paging
+                                filter=filter.clone()
+                                first=records.first().map(|r| r.seq)
+                                last=records.last().map(|r| r.seq)
+                            />
+                            <LogTable filter records/>
+                        }.into_any()
+                    }
                 }
             })}
         </Transition>
     }
 }
 
-/// The entries, newest first, with new ones streaming in (an island).
+/// Older and Newer links around the page shown: by cursor, so paging
+/// never skips an entry. Newer shows only off the newest page.
+#[component]
+fn Paging(filter: LogFilter, first: Option<u64>, last: Option<u64>) -> impl IntoView {
+    let filters = filter.filters();
+    let link = |cursor: String| {
+        let query = [filters.as_str(), cursor.as_str()].into_iter().filter(|p| !p.is_empty()).collect::<Vec<_>>();
+        if query.is_empty() { "/logs".to_owned() } else { format!("/logs?{}", query.join("&")) }
+    };
+    let paged = filter.after.is_some() || filter.before.is_some();
+    let older = first.map(|seq| link(format!("before={seq}")));
+    let newer = last.filter(|_| paged).map(|seq| link(format!("after={seq}")));
+    let newest = paged.then(|| link(String::new()));
+    view! {
+        <nav class="paging">
+            {older.map(|href| view! { <a rel="prev" href=href>"Older"</a>" " })}
+            {newer.map(|href| view! { <a rel="next" href=href>"Newer"</a>" " })}
+            {newest.map(|href| view! { <a href=href>"Newest"</a> })}
+        </nav>
+    }
+}
+
+/// The entries, newest first, with new ones streaming in (an island) when
+/// the page shown is the newest.
 #[cfg_attr(feature = "csr", component)]
 #[cfg_attr(not(feature = "csr"), leptos::island)]
 fn LogTable(filter: LogFilter, records: Vec<LogRecord>) -> impl IntoView {
     let live = RwSignal::new(Vec::<LogRecord>::new());
     #[cfg(feature = "client")]
-    if let Some(source) = stream(&format!("/api/logs/stream?{}", filter.query()), live) {
+    if filter.after.is_none()
+        && filter.before.is_none()
+        && let Some(source) = stream(&format!("/api/logs/stream?{}", filter.query()), live)
+    {
         let source = send_wrapper::SendWrapper::new(source);
         on_cleanup(move || source.close());
     }

@@ -10,4 +10,5 @@
 mod api;
 mod freshness;
 mod hostile;
+mod logs_paging;
 mod support;
