@@ -35,8 +35,9 @@ pub(super) async fn export(State(log): State<Log>, Query(filter): Query<Filter>)
         let keep = |r: &gradebook_shared::log::LogRecord| matcher.matches(r);
         let keep: Option<&dyn Fn(&gradebook_shared::log::LogRecord) -> bool> =
             if takes_all { None } else { Some(&keep) };
-        let read = store
-            .export(matcher.after(), CHUNK_BYTES, keep, |chunk| send.blocking_send(Ok(Bytes::from(chunk))).is_ok());
+        let read = store.export(matcher.after(), matcher.range(), CHUNK_BYTES, keep, |chunk| {
+            send.blocking_send(Ok(Bytes::from(chunk))).is_ok()
+        });
         if let Err(e) = read {
             tracing::error!(error = %e, "reading the log for an export failed");
             let _ = send.blocking_send(Err(e));

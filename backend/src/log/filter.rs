@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::error::LogError;
-use super::store::Cursor;
+use super::store::{Cursor, TimeRange};
 use super::{DEFAULT_LIMIT, MAX_LIMIT};
 
 /// Filters shared by `GET /log`, `GET /log/export` and `GET /log/stream`.
@@ -144,6 +144,14 @@ impl Matcher {
     fn in_range(&self, timestamp: &str) -> bool {
         OffsetDateTime::parse(timestamp, &Rfc3339)
             .is_ok_and(|t| self.since.is_none_or(|since| t >= since) && self.until.is_none_or(|until| t <= until))
+    }
+
+    /// The time range asked for, for skipping what cannot match.
+    pub(super) fn range(&self) -> TimeRange {
+        TimeRange {
+            since: self.since.map(|t| t.unix_timestamp_nanos()),
+            until: self.until.map(|t| t.unix_timestamp_nanos()),
+        }
     }
 
     /// The cursor of an export: records above it.

@@ -25,9 +25,11 @@ pub(super) async fn query(State(log): State<Log>, Query(filter): Query<Filter>) 
     let limit = filter.limit()?;
     let _turn = log.scans.acquire().await.map_err(|_| LogError::Busy("the log service is closing".into()))?;
     let store = log.store.clone();
-    let page = tokio::task::spawn_blocking(move || store.page(cursor, limit, MAX_ANSWER_BYTES, |r| matcher.matches(r)))
-        .await
-        .map_err(|_| LogError::Busy("the query failed".into()))?;
+    let range = matcher.range();
+    let page =
+        tokio::task::spawn_blocking(move || store.page(cursor, limit, MAX_ANSWER_BYTES, range, |r| matcher.matches(r)))
+            .await
+            .map_err(|_| LogError::Busy("the query failed".into()))?;
     let records: Vec<Arc<LogRecord>> = page.records;
     let mut response = Json(records).into_response();
     if let Some(oldest) = page.oldest_retained {

@@ -34,6 +34,7 @@ mod window;
 mod writer;
 
 pub use read::{Cursor, Page};
+pub use segments::TimeRange;
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader};
@@ -219,7 +220,7 @@ impl Store {
                 }
                 if let Ok(r) = serde_json::from_slice::<LogRecord>(&line[..read - 1]) {
                     last_seq = last_seq.max(r.seq);
-                    segment.add(r.seq, offset, read as u64);
+                    segment.add(r.seq, offset, read as u64, segments::nanos(&r.timestamp));
                     window.push(Arc::new(r), read, &config);
                 }
                 offset += read as u64;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use gradebook_shared::log::LogRecord;
 
 use super::Store;
-use super::segments::{Block, Segment, records, seq_of};
+use super::segments::{Block, Segment, TimeRange, records, seq_of};
 
 /// Where a page starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,12 +37,20 @@ impl Store {
     /// The page at `cursor` of the records that `keep` accepts: at most
     /// `limit` of them and at most `max_bytes` (as stored). A read of the
     /// files blocks: call it off the async runtime.
-    pub fn page(&self, cursor: Cursor, limit: usize, max_bytes: usize, keep: impl Fn(&LogRecord) -> bool) -> Page {
+    /// Blocks of the files that hold nothing in `range` are not read.
+    pub fn page(
+        &self,
+        cursor: Cursor,
+        limit: usize,
+        max_bytes: usize,
+        range: TimeRange,
+        keep: impl Fn(&LogRecord) -> bool,
+    ) -> Page {
         let segments = self.inner.segments.lock().clone();
         let oldest = segments.iter().find_map(|s| s.first_seq());
         let mut page = Page::default();
         if let (Cursor::After(after), Some(oldest)) = (cursor, oldest)
-            && after + 1 < oldest
+            && after.saturating_add(1) < oldest
         {
             page.oldest_retained = Some(oldest);
         }
@@ -54,10 +62,10 @@ impl Store {
         let window_first = window.first().map(|(r, _)| r.seq);
         match cursor {
             Cursor::After(after) => {
-                if window_first.is_some_and(|first| after + 1 >= first) {
+                if window_first.is_some_and(|first| after.saturating_add(1) >= first) {
                     page.records = take_forward(window.into_iter(), after, limit, max_bytes, &keep);
                 } else {
-                    page.records = forward(&segments, after, limit, max_bytes, &keep);
+                    page.records = forward(&segments, after, limit, max_bytes, range, &keep);
                 }
             }
             Cursor::Newest | Cursor::Before(_) => {
@@ -68,7 +76,7 @@ impl Store {
                 let from_window = take_backward(window.into_iter().rev(), before, limit, max_bytes, &keep);
                 page.records = match from_window {
                     Some(found) => found,
-                    None => backward(&segments, before, limit, max_bytes, &keep),
+                    None => backward(&segments, before, limit, max_bytes, range, &keep),
                 };
             }
         }
@@ -82,6 +90,7 @@ impl Store {
     pub fn export(
         &self,
         after: u64,
+        range: TimeRange,
         chunk: usize,
         keep: Option<&dyn Fn(&LogRecord) -> bool>,
         mut send: impl FnMut(Vec<u8>) -> bool,
@@ -89,12 +98,14 @@ impl Store {
         let segments = self.inner.segments.lock().clone();
         let mut out = Vec::with_capacity(chunk + super::segments::BLOCK_BYTES as usize);
         for segment in segments.iter().filter(|s| s.last_seq() > after) {
-            let blocks = segment.blocks();
+            let mut blocks = segment.blocks();
             let start = first_block(&blocks, after);
+            let mut blocks = blocks.split_off(start);
+            blocks.retain(|b| range.may_hold(b));
             // Neighbouring blocks are read together: fewer, larger reads.
-            for run in blocks[start..].chunks((chunk as u64 / super::segments::BLOCK_BYTES).max(1) as usize) {
+            for run in blocks.chunks((chunk as u64 / super::segments::BLOCK_BYTES).max(1) as usize) {
                 let (Some(first), Some(last)) = (run.first(), run.last()) else { continue };
-                let bytes = segment.read(Block { first_seq: first.first_seq, start: first.start, end: last.end })?;
+                let bytes = segment.read(Block { end: last.end, ..*first })?;
                 for line in bytes.split(|&b| b == b'\n') {
                     let Some(seq) = seq_of(line) else { continue };
                     if seq <= after {
@@ -132,14 +143,15 @@ fn forward(
     after: u64,
     limit: usize,
     max_bytes: usize,
+    range: TimeRange,
     keep: &dyn Fn(&LogRecord) -> bool,
 ) -> Vec<Arc<LogRecord>> {
     let mut found = Vec::new();
     let mut bytes = 0;
     for segment in segments.iter().filter(|s| s.last_seq() > after) {
         let blocks = segment.blocks();
-        for &block in &blocks[first_block(&blocks, after)..] {
-            let Ok(data) = segment.read(block) else { return found };
+        for block in blocks[first_block(&blocks, after)..].iter().filter(|b| range.may_hold(b)) {
+            let Ok(data) = segment.read(*block) else { return found };
             for (r, size) in records(&data) {
                 if r.seq <= after || !keep(&r) {
                     continue;
@@ -161,6 +173,7 @@ fn backward(
     before: u64,
     limit: usize,
     max_bytes: usize,
+    range: TimeRange,
     keep: &dyn Fn(&LogRecord) -> bool,
 ) -> Vec<Arc<LogRecord>> {
     let mut found = Vec::new();
@@ -171,8 +184,8 @@ fn backward(
         }
         let blocks = segment.blocks();
         let end = blocks.partition_point(|b| b.first_seq < before);
-        for &block in blocks[..end].iter().rev() {
-            let Ok(data) = segment.read(block) else { break 'segments };
+        for block in blocks[..end].iter().rev().filter(|b| range.may_hold(b)) {
+            let Ok(data) = segment.read(*block) else { break 'segments };
             let in_block: Vec<(LogRecord, usize)> = records(&data).filter(|(r, _)| r.seq < before && keep(r)).collect();
             for (r, size) in in_block.into_iter().rev() {
                 bytes += size;

@@ -1,7 +1,7 @@
 //! The retained files as readers see them: one open handle per file (so a
 //! rotation's rename never pulls a file from under a reader) and a sparse
-//! index of each, the first seq and byte offset of every block of about
-//! [`BLOCK_BYTES`], rebuilt from the file when the store opens.
+//! index of each, the first seq, byte offset and time span of every block of
+//! about [`BLOCK_BYTES`], rebuilt from the file when the store opens.
 //!
 //! A file's readable length grows only once its bytes are as durable as the
 //! store promises: readers never see a record whose append could still fail.
@@ -27,6 +27,10 @@ pub(super) struct Segment {
 struct Index {
     /// `(first seq, byte offset)` of each block, both increasing.
     blocks: Vec<(u64, u64)>,
+    /// The earliest and latest time of each block's records (Unix
+    /// nanoseconds): services stamp their own records, so times are not in
+    /// seq order, and a seek by time skips the blocks that cannot match.
+    times: Vec<(i128, i128)>,
     /// Bytes readers may read.
     len: u64,
     last_seq: u64,
@@ -38,6 +42,34 @@ pub(super) struct Block {
     pub(super) first_seq: u64,
     pub(super) start: u64,
     pub(super) end: u64,
+    /// Earliest and latest time of its records, as Unix nanoseconds.
+    pub(super) times: (i128, i128),
+}
+
+/// A time range asked for, as Unix nanoseconds, both ends included.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TimeRange {
+    pub since: Option<i128>,
+    pub until: Option<i128>,
+}
+
+impl TimeRange {
+    /// False when no record of `block` can be in the range.
+    pub(super) fn may_hold(&self, block: &Block) -> bool {
+        if self.since.is_none() && self.until.is_none() {
+            return true;
+        }
+        let (earliest, latest) = block.times;
+        self.since.is_none_or(|since| latest >= since) && self.until.is_none_or(|until| earliest <= until)
+    }
+}
+
+/// The time of a record as Unix nanoseconds; `None` when it is not RFC 3339
+/// (such a record matches no time range).
+pub(super) fn nanos(timestamp: &str) -> Option<i128> {
+    time::OffsetDateTime::parse(timestamp, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp_nanos())
 }
 
 impl Segment {
@@ -47,10 +79,14 @@ impl Segment {
 
     /// Makes the record of `seq` at `offset` (`size` bytes with its newline)
     /// readable.
-    pub(super) fn add(&self, seq: u64, offset: u64, size: u64) {
+    pub(super) fn add(&self, seq: u64, offset: u64, size: u64, time: Option<i128>) {
         let mut index = self.index.lock();
         if index.blocks.last().is_none_or(|&(_, start)| offset >= start + BLOCK_BYTES) {
             index.blocks.push((seq, offset));
+            index.times.push((i128::MAX, i128::MIN));
+        }
+        if let (Some(time), Some(span)) = (time, index.times.last_mut()) {
+            *span = (span.0.min(time), span.1.max(time));
         }
         index.len = offset + size;
         index.last_seq = seq;
@@ -68,7 +104,13 @@ impl Segment {
     pub(super) fn blocks(&self) -> Vec<Block> {
         let index = self.index.lock().clone();
         let ends = index.blocks.iter().skip(1).map(|&(_, start)| start).chain([index.len]);
-        index.blocks.iter().zip(ends).map(|(&(first_seq, start), end)| Block { first_seq, start, end }).collect()
+        index
+            .blocks
+            .iter()
+            .zip(&index.times)
+            .zip(ends)
+            .map(|((&(first_seq, start), &times), end)| Block { first_seq, start, end, times })
+            .collect()
     }
 
     /// The bytes of `block`.

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use gradebook_shared::log::{Level, NewLogRecord};
 
-use super::{Cursor, Store, StoreConfig, SyncFn};
+use super::{Cursor, Store, StoreConfig, SyncFn, TimeRange};
 
 fn record(message: &str) -> NewLogRecord {
     NewLogRecord { service: "S".into(), level: Level::Info, message: message.into(), timestamp: None, fields: None }
@@ -16,7 +16,7 @@ fn record(message: &str) -> NewLogRecord {
 fn exported(store: &Store) -> String {
     let mut out = Vec::new();
     store
-        .export(0, 1024, None, |chunk| {
+        .export(0, TimeRange::default(), 1024, None, |chunk| {
             out.extend(chunk);
             true
         })
@@ -25,7 +25,12 @@ fn exported(store: &Store) -> String {
 }
 
 fn messages(store: &Store) -> Vec<String> {
-    store.page(Cursor::Newest, 100, usize::MAX, |_| true).records.iter().map(|r| r.message.clone()).collect()
+    store
+        .page(Cursor::Newest, 100, usize::MAX, TimeRange::default(), |_| true)
+        .records
+        .iter()
+        .map(|r| r.message.clone())
+        .collect()
 }
 
 #[tokio::test]

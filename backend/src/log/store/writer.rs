@@ -85,7 +85,7 @@ impl Store {
         let segments = self.inner.segments.lock();
         let Some(current) = segments.last() else { return };
         for (record, size) in appends.iter().flat_map(|a| &a.records) {
-            current.add(record.seq, offset, *size as u64);
+            current.add(record.seq, offset, *size as u64, super::segments::nanos(&record.timestamp));
             offset += *size as u64;
         }
     }
