@@ -13,7 +13,7 @@ use super::filter::Filter;
 use super::{Log, MAX_EXPORTS};
 
 /// Bytes of records sent in one chunk of the answer.
-const CHUNK_BYTES: usize = 256 * 1024;
+const CHUNK_BYTES: usize = 1024 * 1024;
 /// Chunks read ahead of a slow reader, at most.
 const CHUNKS_AHEAD: usize = 4;
 

@@ -218,10 +218,13 @@ impl Store {
                 if read == 0 || line.last() != Some(&b'\n') {
                     break;
                 }
-                if let Ok(r) = serde_json::from_slice::<LogRecord>(&line[..read - 1]) {
-                    last_seq = last_seq.max(r.seq);
-                    segment.add(r.seq, offset, read as u64, segments::nanos(&r.timestamp));
-                    window.push(Arc::new(r), read, &config);
+                match serde_json::from_slice::<LogRecord>(&line[..read - 1]) {
+                    Ok(r) => {
+                        last_seq = last_seq.max(r.seq);
+                        segment.add(r.seq, offset, read as u64, segments::nanos(&r.timestamp));
+                        window.push(Arc::new(r), read, &config);
+                    }
+                    Err(_) => segment.soil(),
                 }
                 offset += read as u64;
             }
@@ -229,6 +232,10 @@ impl Store {
         }
         let current = config.dir.join(CURRENT);
         let torn = !ends_whole(&current);
+        if torn && let Some(current) = segments.last().filter(|_| had_current) {
+            // The next write starts with a newline that isolates the torn part.
+            current.soil();
+        }
         let file = OpenOptions::new().create(true).append(true).open(&current)?;
         if !had_current {
             segments.push(Segment::new(File::open(&current)?));

@@ -106,6 +106,18 @@ impl Store {
             for run in blocks.chunks((chunk as u64 / super::segments::BLOCK_BYTES).max(1) as usize) {
                 let (Some(first), Some(last)) = (run.first(), run.last()) else { continue };
                 let bytes = segment.read(Block { end: last.end, ..*first })?;
+                // Whole records only, all past the cursor: as they are.
+                if keep.is_none() && segment.is_clean() && first.first_seq > after && range.is_open() {
+                    if out.is_empty() {
+                        out = bytes;
+                    } else {
+                        out.extend_from_slice(&bytes);
+                    }
+                    if out.len() >= chunk && !send(std::mem::take(&mut out)) {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 for line in bytes.split(|&b| b == b'\n') {
                     let Some(seq) = seq_of(line) else { continue };
                     if seq <= after {

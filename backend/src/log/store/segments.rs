@@ -9,6 +9,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use gradebook_shared::log::LogRecord;
 use parking_lot::Mutex;
@@ -21,6 +22,9 @@ pub(super) const BLOCK_BYTES: u64 = 32 * 1024;
 pub(super) struct Segment {
     file: File,
     index: Mutex<Index>,
+    /// True while every readable byte is whole records: the export then
+    /// sends blocks as they are, without looking at each line.
+    clean: AtomicBool,
 }
 
 #[derive(Default, Clone)]
@@ -54,6 +58,11 @@ pub struct TimeRange {
 }
 
 impl TimeRange {
+    /// True when no time bounds it.
+    pub(super) fn is_open(&self) -> bool {
+        self.since.is_none() && self.until.is_none()
+    }
+
     /// False when no record of `block` can be in the range.
     pub(super) fn may_hold(&self, block: &Block) -> bool {
         if self.since.is_none() && self.until.is_none() {
@@ -74,7 +83,17 @@ pub(super) fn nanos(timestamp: &str) -> Option<i128> {
 
 impl Segment {
     pub(super) fn new(file: File) -> Arc<Self> {
-        Arc::new(Self { file, index: Mutex::new(Index::default()) })
+        Arc::new(Self { file, index: Mutex::new(Index::default()), clean: AtomicBool::new(true) })
+    }
+
+    /// Something not a record (a torn line, or a newline isolating one) is
+    /// among its bytes.
+    pub(super) fn soil(&self) {
+        self.clean.store(false, Ordering::Relaxed);
+    }
+
+    pub(super) fn is_clean(&self) -> bool {
+        self.clean.load(Ordering::Relaxed)
     }
 
     /// Makes the record of `seq` at `offset` (`size` bytes with its newline)

@@ -34,6 +34,9 @@ impl Store {
                 if let Some(file) = disk.new_segment.take() {
                     self.start_segment(file);
                 }
+                if disk.torn {
+                    self.soil_current();
+                }
                 match written {
                     Ok(w) if inner.config.sync == SyncMode::Ack => match (inner.sync)(&disk.file) {
                         Ok(()) => {
@@ -46,6 +49,9 @@ impl Store {
                         }
                         Err(e) => {
                             undo(&mut disk, w.offset);
+                            if disk.torn {
+                                self.soil_current();
+                            }
                             self.stats.failed_syncs.fetch_add(1, Ordering::Relaxed);
                             *self.stats.sync_error.lock() = Some(e.to_string());
                             Err(std::io::Error::new(e.kind(), format!("fsync failed: {e}")))
@@ -87,6 +93,13 @@ impl Store {
         for (record, size) in appends.iter().flat_map(|a| &a.records) {
             current.add(record.seq, offset, *size as u64, super::segments::nanos(&record.timestamp));
             offset += *size as u64;
+        }
+    }
+
+    /// A failed write left bytes that are not a record in the current file.
+    fn soil_current(&self) {
+        if let Some(current) = self.inner.segments.lock().last() {
+            current.soil();
         }
     }
 
