@@ -130,6 +130,10 @@ async fn read_back() -> Vec<Row> {
             .collect()
     })
     .await;
+    // The port opens before the store has read its files: the first answer
+    // says it has.
+    let health = reqwest::get(format!("http://{addr}/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
     let pid = log.child.id();
     let before_rss = crate::rss_mb(pid);
     let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
