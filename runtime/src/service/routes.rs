@@ -34,9 +34,18 @@ async fn heartbeat(State(rt): State<Runtime>, headers: axum::http::HeaderMap) ->
     "ok"
 }
 
-async fn receive_patch(State(rt): State<Runtime>, ApiJson(pushed): ApiJson<PushedPatch>) -> Json<serde_json::Value> {
+async fn receive_patch(State(rt): State<Runtime>, ApiJson(pushed): ApiJson<PushedPatch>) -> axum::response::Response {
+    if pushed.seq.is_some_and(|seq| !crate::providers::seq_is_plausible(seq)) {
+        return crate::http::error_response(
+            axum::http::StatusCode::BAD_REQUEST,
+            gradebook_shared::ErrorBody {
+                error: "Seq is past any number a registry could have sent".into(),
+                field: Some("Seq".into()),
+            },
+        );
+    }
     let patch = &pushed.patch;
     tracing::debug!(added = ?patch.added, removed = ?patch.removed, seq = ?pushed.seq, "patch received");
     let applied = rt.inner.providers.apply_pushed(&pushed);
-    Json(serde_json::json!({ "applied": applied }))
+    axum::response::IntoResponse::into_response(Json(serde_json::json!({ "applied": applied })))
 }

@@ -185,7 +185,7 @@ impl Registry {
         tracing::info!(service = %reg.service_name, %url, required = ?reg.required_services, "registered");
         let generation = {
             let mut state = self.state();
-            match state.table.get(&url).map(|e| e.name().to_owned()) {
+            match state.table.name_at(&url, super::validate::same_url).map(str::to_owned) {
                 // Taking over a URL would cut its service off for good.
                 Some(held) if held != reg.service_name => return Err(RegistryError::TakenUrl { url, name: held }),
                 None if state.tasks.len() >= self.inner.config.max_registrations => {
