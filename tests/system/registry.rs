@@ -685,3 +685,30 @@ async fn a_patch_numbered_past_any_registry_is_refused_and_does_not_freeze_the_p
     log_a.stop();
     eventually(LIMIT, "and removals too", || grading.providers("LogService") == vec![log_b.url.clone()]).await;
 }
+
+#[tokio::test]
+async fn a_service_url_on_another_address_than_the_callers_is_refused() {
+    let registry = TestRegistry::spawn(Config::default());
+    let http = reqwest::Client::new();
+    for target in ["http://10.255.255.1:5432", "http://192.0.2.1:80/students/999"] {
+        let r = http
+            .post(format!("{}/services", registry.url))
+            .json(&json!({"ServiceName": "Scan", "ServiceURL": target, "HeartbeatURL": format!("{target}/heartbeat")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{target}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["field"], "ServiceURL");
+    }
+    assert!(registry.statuses().iter().all(|s| s.service_name != "Scan"), "nothing is probed");
+
+    let open = TestRegistry::spawn(Config { allow_foreign_urls: true, ..Config::default() });
+    let r = http
+        .post(format!("{}/services", open.url))
+        .json(&json!({"ServiceName": "Elsewhere", "ServiceURL": "http://192.0.2.1:80", "HeartbeatURL": "http://192.0.2.1:80/heartbeat"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "--allow-foreign-urls lets it through");
+}

@@ -16,6 +16,10 @@ pub enum RegistryError {
     Full(&'static str, usize),
     #[error("{url} is registered as {name}: deregister it first")]
     TakenUrl { url: String, name: String },
+    #[error(
+        "{url} is not on the caller's own address ({peer}); the registry is started with --allow-foreign-urls for that"
+    )]
+    ForeignUrl { url: String, peer: std::net::IpAddr },
     #[error("this registration is over: register again")]
     SessionEnded,
 }
@@ -24,6 +28,9 @@ impl IntoResponse for RegistryError {
     fn into_response(self) -> Response {
         let message = self.to_string();
         match self {
+            RegistryError::ForeignUrl { .. } => {
+                error_response(StatusCode::FORBIDDEN, ErrorBody { error: message, field: Some("ServiceURL".into()) })
+            }
             RegistryError::Invalid { field, .. } => {
                 error_response(StatusCode::BAD_REQUEST, ErrorBody { error: message, field: Some(field) })
             }

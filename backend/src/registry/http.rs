@@ -41,9 +41,8 @@ pub fn router(registry: Registry) -> Router {
 pub async fn serve(listener: TcpListener, registry: Registry, shutdown: CancellationToken) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "registry listening");
-    let serving = axum::serve(listener, router(registry.clone()))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future();
+    let app = router(registry.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let serving = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).into_future();
     let serving = gradebook_runtime::http::drained_within(serving, &shutdown, registry.config().drain_timeout);
     let url = format!("http://{addr}");
     let me = Registration {
@@ -67,8 +66,16 @@ pub async fn serve(listener: TcpListener, registry: Registry, shutdown: Cancella
 
 async fn register(
     State(registry): State<Registry>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     ApiJson(reg): ApiJson<Registration>,
 ) -> Result<Json<Patch>, RegistryError> {
+    // Without a known peer (a router served without connect info) there is
+    // no address to hold the URL to.
+    if let (false, Some(axum::Extension(axum::extract::ConnectInfo(peer)))) =
+        (registry.config().allow_foreign_urls, peer)
+    {
+        super::peer::own_address(&reg.service_url, peer.ip()).await?;
+    }
     Ok(Json(registry.register(reg).await?))
 }
 

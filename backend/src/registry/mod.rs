@@ -12,11 +12,13 @@
 //!   dependent has been told);
 //! - [`probe`]: one heartbeat probe, over a connection its prober keeps;
 //! - [`validate`]: what a registration must look like;
+//! - [`peer`]: that a registration names its caller's own address;
 //! - [`error`]: the one error type, as the one JSON error shape.
 
 pub mod args;
 mod error;
 mod http;
+mod peer;
 mod policy;
 mod probe;
 mod state;
