@@ -28,6 +28,7 @@
 //! This file owns [`Grading`], the service's state, and [`serve`].
 
 pub mod answer;
+pub mod callers;
 pub mod args;
 pub mod cache;
 pub mod error;

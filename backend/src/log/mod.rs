@@ -13,6 +13,7 @@
 //! - [`args`]: `gradebook log`'s flags.
 
 pub mod args;
+pub mod callers;
 mod error;
 mod filter;
 mod ingest;

@@ -20,6 +20,8 @@ pub enum RegistryError {
         "{url} is not on the caller's own address ({peer}); the registry is started with --allow-foreign-urls for that"
     )]
     ForeignUrl { url: String, peer: std::net::IpAddr },
+    #[error("{caller} may register and deregister only as {caller}, not as {name}")]
+    NotYourName { caller: String, name: String },
     #[error("this registration is over: register again")]
     SessionEnded,
 }
@@ -28,6 +30,9 @@ impl IntoResponse for RegistryError {
     fn into_response(self) -> Response {
         let message = self.to_string();
         match self {
+            RegistryError::NotYourName { .. } => {
+                error_response(StatusCode::FORBIDDEN, ErrorBody { error: message, field: Some("ServiceName".into()) })
+            }
             RegistryError::ForeignUrl { .. } => {
                 error_response(StatusCode::FORBIDDEN, ErrorBody { error: message, field: Some("ServiceURL".into()) })
             }

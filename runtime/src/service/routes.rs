@@ -24,11 +24,16 @@ impl Runtime {
     }
 }
 
-/// Open to anyone; but only a probe carrying the cluster token (the
-/// registry's) counts as the registry still knowing us, so a stranger's
-/// polling cannot keep a forgotten service from registering again.
+/// Open to anyone; but only a probe with the registry's fresh proof counts
+/// as the registry still knowing us, so a stranger's polling cannot keep a
+/// forgotten service from registering again. The proof is no credential:
+/// it opens nothing, here or elsewhere.
 async fn heartbeat(State(rt): State<Runtime>, headers: axum::http::HeaderMap) -> &'static str {
-    if rt.inner.spec.token.as_deref().is_none_or(|t| crate::http::token_matches(&headers, t)) {
+    let proven = |c: &crate::credential::Credential| {
+        let proof = headers.get(crate::credential::PROBE_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+        c.accepts_probe(proof, crate::credential::unix_now())
+    };
+    if rt.inner.credential.as_ref().is_none_or(proven) {
         rt.heard();
     }
     "ok"
