@@ -12,6 +12,7 @@
 //! - [`robustness`]: bad luck and strangers against a running system;
 //! - [`drills`]: failure drills across real processes;
 //! - [`up`]: `gradebook up` as a real process;
+//! - [`trust`]: least privilege: what probes carry, what a credential opens;
 //! - [`structure`]: the code's shape: no import circle between files.
 
 mod accounts;
@@ -23,4 +24,5 @@ mod original;
 mod registry;
 mod robustness;
 mod structure;
+mod trust;
 mod up;
