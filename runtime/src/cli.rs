@@ -43,6 +43,11 @@ pub struct Common {
     #[arg(long, env = "GRADEBOOK_CREDENTIAL", hide_env_values = true, global = true, value_parser = crate::credential::parse_credential)]
     #[serde(skip)]
     pub credential: Option<crate::credential::Credential>,
+    /// Bearer that `GET /metrics` takes when the cluster is closed (unset:
+    /// only the operator scrapes). Environment only.
+    #[arg(long, env = "GRADEBOOK_METRICS_TOKEN", hide_env_values = true, global = true, value_parser = crate::http::parse_token)]
+    #[serde(skip)]
+    pub metrics_token: Option<String>,
     /// Console log filter when RUST_LOG is unset.
     #[arg(long, env = "GRADEBOOK_LOG_FILTER", default_value = "info", global = true)]
     pub log_filter: String,
@@ -115,6 +120,7 @@ impl ServiceArgs {
             registry_url: self.registry_url.clone(),
             token: self.common.token.clone(),
             credential: self.common.credential.clone(),
+            metrics_token: self.common.metrics_token.clone(),
             policy: crate::credential::allow_only_registry_patches,
             call_timeout: self.call_timeout.into(),
             session: !self.no_session,
@@ -194,6 +200,7 @@ mod tests {
             common: Common {
                 token: None,
                 credential: None,
+                metrics_token: None,
                 log_filter: "debug".into(),
                 ship_level: "warn".into(),
                 ship_buffer: 7,

@@ -273,7 +273,8 @@ fn up_gives_up_on_a_child_that_keeps_failing_and_says_which_one_and_where_its_ou
 #[tokio::test]
 async fn with_a_cluster_token_every_endpoint_of_every_service_refuses_a_caller_without_it() {
     const TOKEN: &str = "closed-cluster-token-for-the-test";
-    let mut up = Up::start_with(&free_addr(), &[], &[("GRADEBOOK_TOKEN", TOKEN)]);
+    const SCRAPE: &str = "scrape-credential-for-the-test";
+    let mut up = Up::start_with(&free_addr(), &[], &[("GRADEBOOK_TOKEN", TOKEN), ("GRADEBOOK_METRICS_TOKEN", SCRAPE)]);
     up.wait_until_up();
     let (registry, log, grading) = (up.registry_url.clone(), up.log_url(), up.grading_url.clone());
     let client = reqwest::Client::new();
@@ -348,13 +349,29 @@ async fn with_a_cluster_token_every_endpoint_of_every_service_refuses_a_caller_w
     );
     for url in [
         format!("{registry}/healthz"),
-        format!("{registry}/metrics"),
         format!("{log}/heartbeat"),
         format!("{log}/healthz"),
         format!("{grading}/heartbeat"),
-        format!("{grading}/metrics"),
     ] {
         assert_eq!(send("GET", &url, &None, None).await.expect("answers").status(), 200, "{url} stays open");
+    }
+    // `/metrics` takes its own scrape credential (or the operator's key).
+    for (service, url) in [
+        (REGISTRY, format!("{registry}/metrics")),
+        ("LogService", format!("{log}/metrics")),
+        ("GradingService", format!("{grading}/metrics")),
+    ] {
+        let status = |bearer: Option<String>| {
+            let (url, bearer) = (url.clone(), bearer.clone());
+            let send = &send;
+            async move { send("GET", &url, &None, bearer.as_deref()).await.expect("answers").status() }
+        };
+        assert_eq!(status(None).await, 401, "{url} open to anyone");
+        assert_eq!(status(Some(TOKEN.to_owned())).await, 401, "{url} takes the master secret");
+        let another = Credential::derive(TOKEN, "LogService", &[service]).bearer_to(service);
+        assert_eq!(status(another).await, 401, "{url} takes a service's key");
+        assert_eq!(status(Some(SCRAPE.to_owned())).await, 200, "{url} refuses the scrape credential");
+        assert_eq!(status(Some(operator(service))).await, 200, "{url} refuses the operator");
     }
     // Each child's credential reached it through its environment only, and
     // the master secret reached no child at all.

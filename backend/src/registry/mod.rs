@@ -42,6 +42,8 @@ pub struct Config {
     pub token: Option<String>,
     /// The registry's own credential (what `up` hands it); wins over `token`.
     pub credential: Option<gradebook_runtime::credential::Credential>,
+    /// The scrape credential `/metrics` takes when closed.
+    pub metrics_token: Option<String>,
     /// Let heartbeat and update URLs point at another host than the service.
     pub allow_foreign_urls: bool,
     /// Deadline of a patch delivery.
@@ -60,7 +62,9 @@ impl Config {
     /// The credential the registry runs with, None when open.
     pub fn credential(&self) -> Option<gradebook_runtime::credential::Credential> {
         use gradebook_runtime::credential::{Credential, REGISTRY};
-        self.credential.clone().or_else(|| self.token.as_deref().map(|k| Credential::from_master(k, REGISTRY)))
+        let credential =
+            self.credential.clone().or_else(|| self.token.as_deref().map(|k| Credential::from_master(k, REGISTRY)));
+        credential.map(|c| c.with_scrape_token(self.metrics_token.clone()))
     }
 }
 
@@ -70,6 +74,7 @@ impl Default for Config {
             policy: Policy::default(),
             token: None,
             credential: None,
+            metrics_token: None,
             allow_foreign_urls: false,
             patch_timeout: Duration::from_millis(500),
             max_patch_backoff: Duration::from_secs(5),

@@ -60,8 +60,10 @@ pub fn parts(args: &UpArgs, token: Option<&str>) -> anyhow::Result<Vec<Part>> {
     let credential = |service: &str, calls: &[&str]| -> Vec<(String, String)> {
         token.iter().map(|k| (CREDENTIAL_ENV.to_owned(), Credential::derive(k, service, calls).render())).collect()
     };
+    let scrape: Vec<(String, String)> =
+        args.common.metrics_token.iter().map(|t| ("GRADEBOOK_METRICS_TOKEN".to_owned(), t.clone())).collect();
     let part = |name: String, child: Child, addr: SocketAddr, service: Option<&str>| Part {
-        env: credential(service.unwrap_or(REGISTRY), calls_of(service.unwrap_or(REGISTRY))),
+        env: [credential(service.unwrap_or(REGISTRY), calls_of(service.unwrap_or(REGISTRY))), scrape.clone()].concat(),
         name,
         child,
         ready_url: format!("http://{addr}/healthz"),

@@ -82,6 +82,9 @@ pub struct Credential {
     registry: Option<HexKey>,
     #[serde(skip)]
     master: Option<String>,
+    /// The scrape credential `/metrics` takes (`--metrics-token`).
+    #[serde(skip)]
+    scrape: Option<String>,
 }
 
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -107,12 +110,24 @@ impl Credential {
             calls.insert(REGISTRY.to_owned(), HexKey(pair(&registry_root, name)));
             Some(HexKey(from_registry(&registry_root, name)))
         };
-        Self { name: name.to_owned(), root: root(k, name), calls, registry, master: None }
+        Self { name: name.to_owned(), root: root(k, name), calls, registry, master: None, scrape: None }
     }
 
     /// A process started with K: it derives every key it needs, on demand.
     pub fn from_master(k: &str, name: &str) -> Self {
         Self { master: Some(k.to_owned()), ..Self::derive(k, name, &[]) }
+    }
+
+    /// The same credential, whose `/metrics` also takes `scrape` as a bearer.
+    pub fn with_scrape_token(mut self, scrape: Option<String>) -> Self {
+        self.scrape = scrape;
+        self
+    }
+
+    /// Whether `bearer` is the scrape credential of `/metrics`.
+    pub fn accepts_scrape(&self, bearer: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        self.scrape.as_ref().is_some_and(|s| s.len() == bearer.len() && bool::from(s.as_bytes().ct_eq(bearer)))
     }
 
     /// Parses the text [`Credential::render`] gives (the environment's form).

@@ -21,8 +21,12 @@ pub fn parse_token(token: &str) -> Result<String, String> {
 }
 
 /// Paths anyone may call even when the cluster is closed: liveness, which
-/// says nothing private. (`/metrics` has its own scrape credential.)
-pub const OPEN_PATHS: &[&str] = &["/heartbeat", "/healthz", "/metrics"];
+/// says nothing private.
+pub const OPEN_PATHS: &[&str] = &["/heartbeat", "/healthz"];
+
+/// Closed, it takes the scrape credential (`--metrics-token`) or the
+/// operator's key: its counts say who signs in and how often.
+pub const METRICS_PATH: &str = "/metrics";
 
 /// Closes `router` to every caller `credential` cannot verify (401 with a
 /// JSON error) and to callers `policy` refuses (403), except the paths in
@@ -51,19 +55,29 @@ async fn check(axum::extract::State(gate): axum::extract::State<Gate>, mut reque
     if gate.open.contains(&request.uri().path()) {
         return next.run(request).await;
     }
-    let Some(caller) = caller(request.headers(), &gate.credential) else {
-        let mut refused = error(StatusCode::UNAUTHORIZED, "missing or wrong credential");
-        refused
-            .headers_mut()
-            .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
-        return refused;
-    };
+    if request.uri().path() == METRICS_PATH {
+        let bearer = request.headers().get(axum::http::header::AUTHORIZATION).map(|v| v.as_bytes());
+        let bearer = bearer.and_then(|b| b.strip_prefix(b"Bearer ")).unwrap_or_default();
+        let operator = gate.credential.verify(bearer).is_some_and(|c| c.is_operator());
+        if gate.credential.accepts_scrape(bearer) || operator {
+            return next.run(request).await;
+        }
+        return unauthorized();
+    }
+    let Some(caller) = caller(request.headers(), &gate.credential) else { return unauthorized() };
     if !(gate.policy)(&caller, request.method(), request.uri().path()) {
         let what = format!("{} may not call {} {}", caller.0, request.method(), request.uri().path());
         return error(StatusCode::FORBIDDEN, &what);
     }
     request.extensions_mut().insert(caller);
     next.run(request).await
+}
+
+/// 401 with a JSON error and the challenge.
+fn unauthorized() -> Response {
+    let mut refused = error(StatusCode::UNAUTHORIZED, "missing or wrong credential");
+    refused.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+    refused
 }
 
 /// Who sent `headers`, if `credential` can verify their bearer.

@@ -22,6 +22,8 @@ pub struct ServiceSpec {
     /// This service's own credential (what `up` hands a child); wins over
     /// `token`.
     pub credential: Option<crate::credential::Credential>,
+    /// The scrape credential `/metrics` takes when closed.
+    pub metrics_token: Option<String>,
     /// Which callers may call which of its routes (default deny).
     pub policy: crate::credential::Policy,
     /// Deadline of calls to the registry and to providers.
@@ -57,6 +59,7 @@ impl ServiceSpec {
             registry_url: registry_url.into(),
             token: None,
             credential: None,
+            metrics_token: None,
             policy: crate::credential::allow_only_registry_patches,
             call_timeout: Self::DEFAULT_CALL_TIMEOUT,
             session: true,
@@ -76,9 +79,11 @@ impl ServiceSpec {
     /// The credential this service runs with: its own, or one derived from
     /// the master secret; None when open.
     pub fn effective_credential(&self) -> Option<crate::credential::Credential> {
-        self.credential
+        let credential = self
+            .credential
             .clone()
-            .or_else(|| self.token.as_deref().map(|k| crate::credential::Credential::from_master(k, &self.name)))
+            .or_else(|| self.token.as_deref().map(|k| crate::credential::Credential::from_master(k, &self.name)));
+        credential.map(|c| c.with_scrape_token(self.metrics_token.clone()))
     }
 
     pub fn requires(mut self, names: &[&str]) -> Self {
