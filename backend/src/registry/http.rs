@@ -134,8 +134,12 @@ struct SessionQuery {
 async fn session(
     State(registry): State<Registry>,
     Query(q): Query<SessionQuery>,
+    caller: Option<axum::Extension<Caller>>,
     mut request: Request,
 ) -> Result<Response, RegistryError> {
+    if let Some(name) = registry.registered_name(&q.url) {
+        may_act_as(caller.as_ref(), &name)?;
+    }
     // Held while the session is open: past the cap, 429.
     let slot = registry.session_slot()?;
     let (generation, ended) = registry.session_opened(&q.url)?;

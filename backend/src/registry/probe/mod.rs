@@ -123,7 +123,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_probe_asks_for_the_path_and_query_with_the_host_and_the_token() {
+    async fn a_probe_asks_for_the_path_and_query_with_the_host_and_its_proof_but_no_credential() {
         let svc = service("/svc/7/heartbeat?x=1", |_, _| (OK.into(), false)).await;
         let mut p = Probe::new(&svc.url, Some("s3cret"), &Connections::default());
         assert_eq!(probe(&mut p).await, Ok(()));
@@ -131,7 +131,8 @@ mod tests {
         let port = svc.url.port().unwrap();
         assert!(head.starts_with("get /svc/7/heartbeat?x=1 http/1.1\r\n"), "{head}");
         assert!(head.contains(&format!("\r\nhost: 127.0.0.1:{port}\r\n")), "{head}");
-        assert!(head.contains("\r\nauthorization: bearer s3cret\r\n"), "{head}");
+        assert!(head.contains("\r\nx-gradebook-probe: s3cret\r\n"), "{head}");
+        assert!(!head.contains("authorization"), "{head}");
 
         let mut p = Probe::new(&svc.url, None, &Connections::default());
         assert_eq!(probe(&mut p).await, Ok(()));
@@ -315,7 +316,7 @@ mod tests {
 
         let address = match &first.how {
             How::Plain(plain) => plain.address.clone(),
-            How::Client(_) => unreachable!(),
+            How::Client(..) => unreachable!(),
         };
         drop(first);
         let idle = |c: &Connections| c.kept_for(&address);
