@@ -40,6 +40,8 @@ pub enum Command {
     Up(UpArgs),
     /// Manage the accounts people sign in with (in grading's database).
     Accounts(AccountsArgs),
+    /// Print the credential of one service run by hand (needs --token).
+    Credential(crate::credential_cli::CredentialArgs),
 }
 
 /// Entry point of the `gradebook` binary.
@@ -101,6 +103,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::up::run(&args, shutdown).await?;
         }
         Command::Accounts(args) => crate::accounts::cli::run(args).await?,
+        Command::Credential(args) => crate::credential_cli::run(&args)?,
     }
     Ok(())
 }

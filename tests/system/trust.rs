@@ -93,3 +93,21 @@ async fn the_registry_lets_a_caller_register_only_under_its_own_name() {
     assert_eq!(own.status(), 200);
     assert!(registry.provider_urls("GradingService").is_empty(), "nobody registered as grading");
 }
+
+/// `gradebook credential` prints what `up` would hand that service: its
+/// own keys, and not the master secret.
+#[test]
+fn the_credential_command_prints_a_services_own_credential_without_the_master_secret() {
+    let out = std::process::Command::new(gradebook_tests::process::binary())
+        .args(["credential", "GradingService", "--calls", "LogService"])
+        .env("GRADEBOOK_TOKEN", K)
+        .output()
+        .expect("gradebook runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains(K), "the master secret was printed");
+    let printed = Credential::parse(text.trim()).expect("a credential");
+    assert!(printed == Credential::derive(K, "GradingService", &["LogService"]));
+    assert!(printed.bearer_to("Portal").is_none(), "a key for a service it may not call");
+}
