@@ -57,8 +57,12 @@ impl Up {
         let data = TempDir::new("up");
         let grading_addr = free_addr();
         let log_addr = free_addr();
+        // A test that names the portal's address runs the portal too.
+        let portal: &[&str] = if extra.contains(&"--portal-addr") { &[] } else { &["--no-portal"] };
         let mut child = Command::new(binary())
-            .args(["up", "--no-portal", "--registry-addr", registry_addr, "--log-addr", &log_addr])
+            .arg("up")
+            .args(portal)
+            .args(["--registry-addr", registry_addr, "--log-addr", &log_addr])
             .args(["--grading-addr", &grading_addr, "--data-dir"])
             .arg(data.path())
             .args(extra)
@@ -529,4 +533,44 @@ async fn each_endpoint_answers_exactly_the_callers_its_policy_names() {
     }
 
     assert!(wrong.is_empty(), "calls answered against the policy:\n{}", wrong.join("\n"));
+}
+
+/// Finding 1, end to end: a fake grading registered with the log service's
+/// credential is refused, a forged patch to the portal too, and the portal
+/// sends no sign-in (an API token here) anywhere but the real grading.
+#[tokio::test]
+async fn a_fake_grading_with_another_services_credential_gets_no_sign_in_from_the_portal() {
+    const K: &str = "finding-one-cluster-token";
+    let portal_addr = free_addr();
+    let mut up = Up::start_with(&free_addr(), &["--portal-addr", &portal_addr], &[("GRADEBOOK_TOKEN", K)]);
+    up.wait_until_up();
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let record = seen.clone();
+    let fake = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        record.lock().unwrap().push(request.uri().to_string());
+        async { axum::Json(serde_json::json!({"name": "admin", "role": "teacher"})) }
+    });
+    let fake_url = gradebook_tests::serve_app(fake).await;
+    let log = credential_of(&up, "log");
+    let posing = serde_json::json!({
+        "ServiceName": "GradingService", "ServiceURL": fake_url,
+        "HeartbeatURL": format!("{fake_url}/heartbeat"), "ServiceUpdateURL": format!("{fake_url}/registry/update")
+    });
+    let patch = serde_json::json!({"Added": [{"Name": "GradingService", "URL": fake_url}], "Removed": []}).to_string();
+    let to_registry = log.bearer_to(REGISTRY).expect("a key for the registry");
+
+    let registered =
+        status_of("POST", &format!("{}/services", up.registry_url), &posing.to_string(), &to_registry).await;
+    let portal = format!("http://{portal_addr}");
+    let patched = status_of("POST", &format!("{portal}/registry/update"), &patch, &to_registry).await;
+    let mut answers = vec![];
+    for i in 0..6 {
+        let token = format!("gb_admin_{i:0>40}");
+        answers.push(status_of("GET", &format!("{portal}/api/students"), "", &token).await);
+    }
+
+    assert_eq!(registered, 403, "the log service's credential registered as GradingService");
+    assert_eq!(patched, 401, "a forged patch reached the portal's providers");
+    assert!(answers.iter().all(|s| *s == 401 || *s == 429), "a junk token signed in: {answers:?}");
+    assert!(seen.lock().unwrap().is_empty(), "the fake grading was asked: {:?}", seen.lock().unwrap());
 }
