@@ -48,7 +48,7 @@ async fn run(args: PortalArgs) -> anyhow::Result<()> {
     let common = &args.service.common;
     let secret = common.credential.as_ref().map(|c| c.own_secret()).or_else(|| common.token.clone());
     let security = gradebook_frontend::auth::Security::new(secret.as_deref(), args.session_idle.into())
-            .map_err(|e| anyhow::anyhow!("cannot start closed: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot start closed: {e}"))?;
     if security.is_open() {
         eprintln!(
             "gradebook-portal: WARNING: no cluster token, so the portal is open: anyone who can reach it can change grades"

@@ -4,6 +4,7 @@
 //!
 //! - this module: the service's state, its routes and its serving;
 //! - [`ingest`]: `POST /log`, entries checked and stored;
+//! - [`callers`]: who may call which route (any service ships; the portal reads);
 //! - [`query`]: `GET /log`, recent entries that match a [`Filter`];
 //! - [`tail`]: `GET /log/stream`, a live tail of new ones;
 //! - [`filter`]: what a reader asks for;
