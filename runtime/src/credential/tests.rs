@@ -39,3 +39,11 @@ fn a_credential_survives_the_environment_and_keeps_its_keys_out_of_debug_output(
     assert!(!debug.contains(&hex::encode(log.root)), "{debug}");
     assert!(Credential::parse("{\"name\":\"x\"}").is_err());
 }
+
+#[test]
+fn the_operators_key_is_the_one_docs_protocol_computes_with_openssl() {
+    assert_eq!(
+        operator_bearer("abc", "GradingService"),
+        "Operator:0d95e4cfcb65fcc25628aa6b98e94cf6fa61caaf6876900e38c897ed872e38b8"
+    );
+}
