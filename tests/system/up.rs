@@ -573,4 +573,6 @@ async fn a_fake_grading_with_another_services_credential_gets_no_sign_in_from_th
     assert_eq!(patched, 401, "a forged patch reached the portal's providers");
     assert!(answers.iter().all(|s| *s == 401 || *s == 429), "a junk token signed in: {answers:?}");
     assert!(seen.lock().unwrap().is_empty(), "the fake grading was asked: {:?}", seen.lock().unwrap());
+    let metrics = reqwest::get(format!("{portal}/metrics")).await.expect("the portal answers").status();
+    assert_ne!(metrics, 200, "the portal's /metrics is open to anyone");
 }

@@ -18,7 +18,7 @@ pub use client::{bearer, client, describe, open_ended_client, unredirected_clien
 pub use drain::drained_within;
 pub use finish::{finish_api, finish_router, untraced};
 pub use json::{ApiJson, AsIs, JsonError, error, error_response};
-pub use token::{METRICS_PATH, OPEN_PATHS, caller, parse_token, require_credential};
+pub use token::{METRICS_PATH, OPEN_PATHS, caller, guard_metrics, parse_token, require_credential};
 
 #[cfg(test)]
 mod tests;

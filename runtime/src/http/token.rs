@@ -43,6 +43,30 @@ pub fn require_credential(
     router.layer(axum::middleware::from_fn_with_state(gate, check))
 }
 
+/// Closes only `/metrics` of `router` (to all but the scrape credential and
+/// the operator), for an app whose other routes check their own callers.
+pub fn guard_metrics(router: Router, credential: Option<Credential>) -> Router {
+    let Some(credential) = credential else { return router };
+    let credential = std::sync::Arc::new(credential);
+    router.layer(axum::middleware::from_fn(move |request: Request, next: Next| {
+        let credential = credential.clone();
+        async move {
+            if request.uri().path() != METRICS_PATH || may_scrape(request.headers(), &credential) {
+                next.run(request).await
+            } else {
+                unauthorized()
+            }
+        }
+    }))
+}
+
+/// Whether `headers` carry the scrape credential or the operator's key.
+fn may_scrape(headers: &axum::http::HeaderMap, credential: &Credential) -> bool {
+    let bearer = headers.get(axum::http::header::AUTHORIZATION).map(|v| v.as_bytes());
+    let bearer = bearer.and_then(|b| b.strip_prefix(b"Bearer ")).unwrap_or_default();
+    credential.accepts_scrape(bearer) || credential.verify(bearer).is_some_and(|c| c.is_operator())
+}
+
 /// What [`check`] lets through.
 #[derive(Clone)]
 struct Gate {
@@ -56,10 +80,7 @@ async fn check(axum::extract::State(gate): axum::extract::State<Gate>, mut reque
         return next.run(request).await;
     }
     if request.uri().path() == METRICS_PATH {
-        let bearer = request.headers().get(axum::http::header::AUTHORIZATION).map(|v| v.as_bytes());
-        let bearer = bearer.and_then(|b| b.strip_prefix(b"Bearer ")).unwrap_or_default();
-        let operator = gate.credential.verify(bearer).is_some_and(|c| c.is_operator());
-        if gate.credential.accepts_scrape(bearer) || operator {
+        if may_scrape(request.headers(), &gate.credential) {
             return next.run(request).await;
         }
         return unauthorized();
