@@ -25,7 +25,8 @@ pub async fn serve(
     // checks its own callers; its patch endpoint still takes only the registry's.
     let (credential, policy) = (runtime.inner.credential.clone(), runtime.inner.spec.policy);
     let app = if runtime.inner.spec.people_facing {
-        let runtime_routes = crate::http::require_credential(runtime.routes(), credential.clone(), policy, crate::http::OPEN_PATHS);
+        let runtime_routes =
+            crate::http::require_credential(runtime.routes(), credential.clone(), policy, crate::http::OPEN_PATHS);
         crate::http::guard_metrics(runtime_routes.merge(app), credential)
     } else {
         crate::http::require_credential(runtime.routes().merge(app), credential, policy, crate::http::OPEN_PATHS)
