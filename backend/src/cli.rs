@@ -40,6 +40,8 @@ pub enum Command {
     Up(UpArgs),
     /// Manage the accounts people sign in with (in grading's database).
     Accounts(AccountsArgs),
+    /// Print the credential of one service run by hand (needs --token).
+    Credential(crate::credential_cli::CredentialArgs),
 }
 
 /// Entry point of the `gradebook` binary.
@@ -77,7 +79,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Log(args) => {
             let logs = args.service.common.telemetry(names::LOG)?;
             let listener = bind(args.addr).await?;
-            let runtime = runtime(&listener, args.service.spec(names::LOG, &[], logs))?;
+            let runtime =
+                runtime(&listener, args.service.spec(names::LOG, &[], logs).policy(crate::log::callers::may_call))?;
             crate::log::serve(listener, runtime, args.config(), shutdown).await?;
         }
         Command::Grading(args) => {
@@ -86,7 +89,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = crate::grading::Db::connect(&args.database_url)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", args.database_url))?;
-            let spec = args.service.spec(names::GRADING, &[names::LOG.to_owned()], logs);
+            let spec = args
+                .service
+                .spec(names::GRADING, &[names::LOG.to_owned()], logs)
+                .policy(crate::grading::callers::may_call);
             let runtime = runtime(&listener, spec)?;
             crate::grading::serve(listener, runtime, crate::grading::Grading::new(db), shutdown).await?;
         }
@@ -101,6 +107,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::up::run(&args, shutdown).await?;
         }
         Command::Accounts(args) => crate::accounts::cli::run(args).await?,
+        Command::Credential(args) => crate::credential_cli::run(&args)?,
     }
     Ok(())
 }

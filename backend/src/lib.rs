@@ -12,11 +12,13 @@
 //!   PostgreSQL), which knows neither of them;
 //! - [`stub`]: a service that only registers (for tests and benchmarks);
 //! - [`up`]: the whole system as supervised processes;
+//! - [`credential_cli`]: a hand-run service's own credential, from the master secret;
 //! - [`cli`]: the `gradebook` command, which only dispatches; each service's
 //!   flags live beside it (`registry::args`, `log::args`, ...).
 
 pub mod accounts;
 pub mod cli;
+pub mod credential_cli;
 pub mod db;
 pub mod grading;
 pub mod log;

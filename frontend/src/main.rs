@@ -43,9 +43,12 @@ async fn main() -> ExitCode {
 async fn run(args: PortalArgs) -> anyhow::Result<()> {
     // Refused before anything starts: a closed portal with a short token
     // could not keep its sessions safe.
-    let security =
-        gradebook_frontend::auth::Security::new(args.service.common.token.as_deref(), args.session_idle.into())
-            .map_err(|e| anyhow::anyhow!("cannot start closed: {e}"))?;
+    // Its cookies are keyed by a secret of its own: from its credential, or
+    // from the master secret when run by hand with one.
+    let common = &args.service.common;
+    let secret = common.credential.as_ref().map(|c| c.own_secret()).or_else(|| common.token.clone());
+    let security = gradebook_frontend::auth::Security::new(secret.as_deref(), args.session_idle.into())
+        .map_err(|e| anyhow::anyhow!("cannot start closed: {e}"))?;
     if security.is_open() {
         eprintln!(
             "gradebook-portal: WARNING: no cluster token, so the portal is open: anyone who can reach it can change grades"

@@ -38,6 +38,16 @@ pub struct Common {
     #[arg(long, env = "GRADEBOOK_TOKEN", hide_env_values = true, global = true, value_parser = crate::http::parse_token)]
     #[serde(skip)]
     pub token: Option<String>,
+    /// This service's own credential (what `up` hands each child; `gradebook
+    /// credential` prints one). Environment only, like the token.
+    #[arg(long, env = "GRADEBOOK_CREDENTIAL", hide_env_values = true, global = true, value_parser = crate::credential::parse_credential)]
+    #[serde(skip)]
+    pub credential: Option<crate::credential::Credential>,
+    /// Bearer that `GET /metrics` takes when the cluster is closed (unset:
+    /// only the operator scrapes). Environment only.
+    #[arg(long, env = "GRADEBOOK_METRICS_TOKEN", hide_env_values = true, global = true, value_parser = crate::http::parse_token)]
+    #[serde(skip)]
+    pub metrics_token: Option<String>,
     /// Console log filter when RUST_LOG is unset.
     #[arg(long, env = "GRADEBOOK_LOG_FILTER", default_value = "info", global = true)]
     pub log_filter: String,
@@ -65,7 +75,7 @@ impl Common {
             }
         };
         crate::telemetry::init(&self.log_filter, buffer.as_ref());
-        if self.token.is_none() {
+        if self.token.is_none() && self.credential.is_none() {
             tracing::warn!(
                 "running OPEN: no --token (GRADEBOOK_TOKEN), so anyone who can reach {service} can call it; \
                  fine for the tutorial and the original Go services only"
@@ -109,6 +119,9 @@ impl ServiceArgs {
             required: required.to_vec(),
             registry_url: self.registry_url.clone(),
             token: self.common.token.clone(),
+            credential: self.common.credential.clone(),
+            metrics_token: self.common.metrics_token.clone(),
+            policy: crate::credential::allow_only_registry_patches,
             call_timeout: self.call_timeout.into(),
             session: !self.no_session,
             logs: None,
@@ -186,6 +199,8 @@ mod tests {
             reregister_after: Duration::from_secs(9).into(),
             common: Common {
                 token: None,
+                credential: None,
+                metrics_token: None,
                 log_filter: "debug".into(),
                 ship_level: "warn".into(),
                 ship_buffer: 7,

@@ -18,6 +18,7 @@
 
 pub mod backoff;
 pub mod cli;
+pub mod credential;
 pub mod http;
 pub mod logship;
 pub mod metrics;

@@ -18,6 +18,19 @@ pub struct Providers {
     last_seq: Mutex<u64>,
 }
 
+/// How far ahead of this host's clock a registry's sequence number may run:
+/// generous for clock skew between hosts and for bursts of patches.
+const SEQ_AHEAD_MICROS: u64 = 24 * 3600 * 1_000_000;
+
+/// Whether a registry could have sent `seq`. A registry numbers its patches
+/// from the wall clock in microseconds at its start, one up per patch, so a
+/// number far past our clock (2^64-1, say) comes from no registry; applying
+/// it would make every later real patch look stale and freeze the list.
+pub fn seq_is_plausible(seq: u64) -> bool {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+    seq <= now.saturating_add(SEQ_AHEAD_MICROS)
+}
+
 /// No healthy provider of a required service is known.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("no provider of {0} is available")]
@@ -29,6 +42,10 @@ impl Providers {
     /// newer one). Returns whether it was applied.
     pub fn apply_pushed(&self, pushed: &PushedPatch) -> bool {
         if let Some(seq) = pushed.seq {
+            if !seq_is_plausible(seq) {
+                tracing::warn!(seq, "patch with a sequence number no registry could have sent dropped");
+                return false;
+            }
             let mut last = self.last_seq.lock();
             if seq <= *last {
                 tracing::debug!(seq, last = *last, "stale patch dropped");
@@ -141,6 +158,19 @@ mod tests {
         let stale = pushed(1, Patch { added: vec![], removed: vec![entry("http://a")] });
         assert!(!p.apply_pushed(&stale));
 
+        assert_eq!(p.all("LogService"), vec!["http://a"]);
+    }
+
+    #[test]
+    fn a_patch_numbered_past_any_registry_is_refused_and_later_patches_still_apply() {
+        let p = Providers::default();
+        let frozen =
+            PushedPatch { patch: Patch { added: vec![entry("http://evil")], removed: vec![] }, seq: Some(u64::MAX) };
+        assert!(!p.apply_pushed(&frozen));
+        assert!(p.pick("LogService").is_err());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
+        let real = PushedPatch { patch: Patch { added: vec![entry("http://a")], removed: vec![] }, seq: Some(now) };
+        assert!(p.apply_pushed(&real));
         assert_eq!(p.all("LogService"), vec!["http://a"]);
     }
 

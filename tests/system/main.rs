@@ -14,6 +14,7 @@
 //! - [`robustness`]: bad luck and strangers against a running system;
 //! - [`drills`]: failure drills across real processes;
 //! - [`up`]: `gradebook up` as a real process;
+//! - [`trust`]: least privilege: what probes carry, what a credential opens;
 //! - [`structure`]: the code's shape: no import circle between files.
 
 mod accounts;
@@ -27,4 +28,5 @@ mod oversized;
 mod registry;
 mod robustness;
 mod structure;
+mod trust;
 mod up;

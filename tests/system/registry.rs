@@ -640,3 +640,75 @@ async fn sigterm_deregisters_the_process_and_it_exits_cleanly() {
     assert!(registry.statuses().iter().all(|s| s.service_name != "LogService"), "deregistered, not merely critical");
     eventually(LIMIT, "grading told", || grading.providers("LogService").is_empty()).await;
 }
+
+#[tokio::test]
+async fn a_second_spelling_of_a_registered_url_cannot_take_it_over_under_another_name() {
+    let registry = TestRegistry::spawn(Config::default());
+    let grading = TestService::spawn(spec(&registry, "GradingService", &[]));
+    eventually(LIMIT, "grading is listed", || registry.provider_urls("GradingService") == vec![grading.url.clone()])
+        .await;
+    let http = reqwest::Client::new();
+    let upper = grading.url.replacen("http://", "HTTP://", 1);
+    for spelling in [format!("{}/", grading.url), upper, format!("{}/x/..", grading.url)] {
+        let r = http
+            .post(format!("{}/services", registry.url))
+            .json(&json!({"ServiceName": "LogService", "ServiceURL": spelling,
+                "HeartbeatURL": format!("{}/heartbeat", grading.url)}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 409, "{spelling} taken over");
+    }
+    assert!(registry.provider_urls("LogService").is_empty());
+    assert_eq!(registry.provider_urls("GradingService"), vec![grading.url.clone()]);
+}
+
+#[tokio::test]
+async fn a_patch_numbered_past_any_registry_is_refused_and_does_not_freeze_the_provider_list() {
+    let registry = TestRegistry::spawn(Config::default());
+    let grading = TestService::spawn(spec(&registry, "GradingService", &["LogService"]));
+    let log_a = TestService::spawn(spec(&registry, "LogService", &[]));
+    eventually(LIMIT, "grading knows the log", || grading.providers("LogService") == vec![log_a.url.clone()]).await;
+
+    let r = reqwest::Client::new()
+        .post(format!("{}/registry/update", grading.url))
+        .json(&json!({"Added": [], "Removed": [], "Seq": u64::MAX}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["field"], "Seq");
+
+    let log_b = TestService::spawn(spec(&registry, "LogService", &[]));
+    eventually(LIMIT, "later real patches still apply", || grading.providers("LogService").len() == 2).await;
+    log_a.stop();
+    eventually(LIMIT, "and removals too", || grading.providers("LogService") == vec![log_b.url.clone()]).await;
+}
+
+#[tokio::test]
+async fn a_service_url_on_another_address_than_the_callers_is_refused() {
+    let registry = TestRegistry::spawn(Config::default());
+    let http = reqwest::Client::new();
+    for target in ["http://10.255.255.1:5432", "http://192.0.2.1:80/students/999"] {
+        let r = http
+            .post(format!("{}/services", registry.url))
+            .json(&json!({"ServiceName": "Scan", "ServiceURL": target, "HeartbeatURL": format!("{target}/heartbeat")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{target}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["field"], "ServiceURL");
+    }
+    assert!(registry.statuses().iter().all(|s| s.service_name != "Scan"), "nothing is probed");
+
+    let open = TestRegistry::spawn(Config { allow_foreign_urls: true, ..Config::default() });
+    let r = http
+        .post(format!("{}/services", open.url))
+        .json(&json!({"ServiceName": "Elsewhere", "ServiceURL": "http://192.0.2.1:80", "HeartbeatURL": "http://192.0.2.1:80/heartbeat"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "--allow-foreign-urls lets it through");
+}

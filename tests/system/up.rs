@@ -11,6 +11,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use gradebook_runtime::credential::{Credential, REGISTRY, from_registry, operator_bearer, pair, root};
 use gradebook_tests::TempDir;
 use gradebook_tests::process::{self, Signal, binary};
 
@@ -56,8 +57,12 @@ impl Up {
         let data = TempDir::new("up");
         let grading_addr = free_addr();
         let log_addr = free_addr();
+        // A test that names the portal's address runs the portal too.
+        let portal: &[&str] = if extra.contains(&"--portal-addr") { &[] } else { &["--no-portal"] };
         let mut child = Command::new(binary())
-            .args(["up", "--no-portal", "--registry-addr", registry_addr, "--log-addr", &log_addr])
+            .arg("up")
+            .args(portal)
+            .args(["--registry-addr", registry_addr, "--log-addr", &log_addr])
             .args(["--grading-addr", &grading_addr, "--data-dir"])
             .arg(data.path())
             .args(extra)
@@ -267,11 +272,13 @@ fn up_gives_up_on_a_child_that_keeps_failing_and_says_which_one_and_where_its_ou
 }
 
 /// With a cluster token every endpoint but liveness and metrics is closed:
-/// tried without the token, with a wrong one, and with the right one.
+/// tried without a credential, with wrong ones, and with the master secret
+/// itself, which `up` keeps (no child accepts it); the operator's key works.
 #[tokio::test]
 async fn with_a_cluster_token_every_endpoint_of_every_service_refuses_a_caller_without_it() {
     const TOKEN: &str = "closed-cluster-token-for-the-test";
-    let mut up = Up::start_with(&free_addr(), &[], &[("GRADEBOOK_TOKEN", TOKEN)]);
+    const SCRAPE: &str = "scrape-credential-for-the-test";
+    let mut up = Up::start_with(&free_addr(), &[], &[("GRADEBOOK_TOKEN", TOKEN), ("GRADEBOOK_METRICS_TOKEN", SCRAPE)]);
     up.wait_until_up();
     let (registry, log, grading) = (up.registry_url.clone(), up.log_url(), up.grading_url.clone());
     let client = reqwest::Client::new();
@@ -321,7 +328,8 @@ async fn with_a_cluster_token_every_endpoint_of_every_service_refuses_a_caller_w
     };
 
     for (method, url, body) in &closed {
-        for token in [None, Some("wrong"), Some("closed-cluster-token-for-the-tesT")] {
+        let almost = operator_bearer("closed-cluster-token-for-the-tesT", "GradingService");
+        for token in [None, Some("wrong"), Some(TOKEN), Some("Operator:00"), Some(almost.as_str())] {
             let answer = send(method, url, body, token).await.expect("the service answers");
             assert_eq!(answer.status(), 401, "{method} {url} with token {token:?}");
             let error: serde_json::Value = answer.json().await.expect("a JSON error");
@@ -329,30 +337,56 @@ async fn with_a_cluster_token_every_endpoint_of_every_service_refuses_a_caller_w
         }
     }
     // Nothing a stranger sent took effect; the holder of the token gets through.
-    let students = send("GET", &format!("{grading}/students/1"), &None, Some(TOKEN)).await.expect("grading answers");
+    let operator = |service: &str| operator_bearer(TOKEN, service);
+    let students = send("GET", &format!("{grading}/students/1"), &None, Some(&operator("GradingService")))
+        .await
+        .expect("grading answers");
     assert_eq!(students.status(), 200);
     let nick: serde_json::Value = students.json().await.expect("a student");
     assert!(!nick.to_string().contains("Forged"));
-    let listed =
-        send("GET", &format!("{registry}/services/GradingService"), &None, Some(TOKEN)).await.expect("answers");
+    let listed = send("GET", &format!("{registry}/services/GradingService"), &None, Some(&operator(REGISTRY)))
+        .await
+        .expect("answers");
     assert_eq!(
         listed.json::<Vec<serde_json::Value>>().await.expect("providers"),
         vec![serde_json::json!({"Name": "GradingService", "URL": grading})]
     );
     for url in [
         format!("{registry}/healthz"),
-        format!("{registry}/metrics"),
         format!("{log}/heartbeat"),
         format!("{log}/healthz"),
         format!("{grading}/heartbeat"),
-        format!("{grading}/metrics"),
     ] {
         assert_eq!(send("GET", &url, &None, None).await.expect("answers").status(), 200, "{url} stays open");
     }
-    // The token reached the children through their environment only.
+    // `/metrics` takes its own scrape credential (or the operator's key).
+    for (service, url) in [
+        (REGISTRY, format!("{registry}/metrics")),
+        ("LogService", format!("{log}/metrics")),
+        ("GradingService", format!("{grading}/metrics")),
+    ] {
+        let status = |bearer: Option<String>| {
+            let (url, bearer) = (url.clone(), bearer.clone());
+            let send = &send;
+            async move { send("GET", &url, &None, bearer.as_deref()).await.expect("answers").status() }
+        };
+        assert_eq!(status(None).await, 401, "{url} open to anyone");
+        assert_eq!(status(Some(TOKEN.to_owned())).await, 401, "{url} takes the master secret");
+        let another = Credential::derive(TOKEN, "LogService", &[service]).bearer_to(service);
+        assert_eq!(status(another).await, 401, "{url} takes a service's key");
+        assert_eq!(status(Some(SCRAPE.to_owned())).await, 200, "{url} refuses the scrape credential");
+        assert_eq!(status(Some(operator(service))).await, 200, "{url} refuses the operator");
+    }
+    // Each child's credential reached it through its environment only, and
+    // the master secret reached no child at all.
     for name in ["registry", "log", "grading"] {
         let cmdline = std::fs::read(format!("/proc/{}/cmdline", up.pid_of(name))).unwrap_or_default();
         assert!(!String::from_utf8_lossy(&cmdline).contains(TOKEN), "{name}'s command line shows the token");
+        let environ =
+            String::from_utf8_lossy(&std::fs::read(format!("/proc/{}/environ", up.pid_of(name))).unwrap_or_default())
+                .into_owned();
+        assert!(!environ.contains(TOKEN), "{name} was handed the master secret");
+        assert!(environ.contains("GRADEBOOK_CREDENTIAL="), "{name} was handed no credential");
     }
 }
 
@@ -368,10 +402,177 @@ async fn on_first_start_up_closes_the_cluster_with_a_new_token_only_its_owner_ca
     let client = reqwest::Client::new();
     let list = format!("{}/services", up.registry_url);
     let anonymous = client.get(&list).send().await.expect("the registry answers");
-    let holder = client.get(&list).bearer_auth(token.trim()).send().await.expect("the registry answers");
+    let holder = client.get(&list).bearer_auth(operator_bearer(token.trim(), REGISTRY)).send().await.expect("answers");
 
     assert_eq!(mode & 0o777, 0o600, "the token file is readable by its owner only");
     assert!(token.trim().len() >= 32, "a long random token");
     assert_eq!(anonymous.status(), 401);
     assert_eq!(holder.status(), 200);
+}
+
+/// The credential `up` handed the child `name`, read from its environment.
+fn credential_of(up: &Up, name: &str) -> Credential {
+    let environ = std::fs::read(format!("/proc/{}/environ", up.pid_of(name))).expect("the child's environment");
+    let text = environ
+        .split(|b| *b == 0)
+        .find_map(|v| v.strip_prefix(b"GRADEBOOK_CREDENTIAL="))
+        .unwrap_or_else(|| panic!("{name} has no credential"));
+    Credential::parse(&String::from_utf8_lossy(text)).expect("a credential")
+}
+
+/// Sends `method url` with `body` and the bearer `auth`: the answer's status.
+async fn status_of(method: &str, url: &str, body: &str, auth: &str) -> u16 {
+    answer_of(method, url, body, auth).await.0
+}
+
+/// Whether the gate (not the endpoint) refused `method url` for `auth`.
+async fn gate_refuses(method: &str, url: &str, body: &str, auth: &str) -> (bool, u16) {
+    let (status, body) = answer_of(method, url, body, auth).await;
+    (body.contains("may not call") || body.contains("missing or wrong credential"), status)
+}
+
+/// Sends `method url` with `body` and the bearer `auth`: status and body.
+async fn answer_of(method: &str, url: &str, body: &str, auth: &str) -> (u16, String) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+    let request = reqwest::Client::new().request(method, url).header("content-type", "application/json");
+    let answer = request.bearer_auth(auth).body(body.to_owned()).timeout(Duration::from_secs(5)).send().await;
+    let answer = answer.expect("the service answers");
+    (answer.status().as_u16(), answer.text().await.unwrap_or_default())
+}
+
+/// Finding 1 and its kin: the log service's own credential (the one `up`
+/// handed it) cannot register as grading, ask grading to check a password,
+/// or post a patch to anyone.
+#[tokio::test]
+async fn the_log_services_credential_cannot_pose_as_grading_check_a_password_or_post_a_patch() {
+    let mut up = Up::start_with(&free_addr(), &[], &[("GRADEBOOK_TOKEN", "least-privilege-cluster-token")]);
+    up.wait_until_up();
+    let (registry, grading, log) = (up.registry_url.clone(), up.grading_url.clone(), up.log_url());
+    let own = credential_of(&up, "log");
+    assert_eq!(own.name, "LogService");
+    let patch = serde_json::json!({"Added": [{"Name": "GradingService", "URL": "http://127.0.0.1:9"}], "Removed": []});
+    let posing = serde_json::json!({
+        "ServiceName": "GradingService", "ServiceURL": "http://127.0.0.1:18383",
+        "HeartbeatURL": "http://127.0.0.1:18383/heartbeat", "ServiceUpdateURL": "http://127.0.0.1:18383/registry/update"
+    });
+    let to_registry = own.bearer_to(REGISTRY).expect("the log service may call the registry");
+
+    let registered = status_of("POST", &format!("{registry}/services"), &posing.to_string(), &to_registry).await;
+    let removed = status_of("DELETE", &format!("{registry}/services"), &grading, &to_registry).await;
+    // It holds no key for grading; the key it would need is refused anyway.
+    assert!(own.bearer_to("GradingService").is_none(), "the log service was handed a key for grading");
+    let key = format!(
+        "LogService:{}",
+        hex::encode(pair(&root("least-privilege-cluster-token", "GradingService"), "LogService"))
+    );
+    let verify = serde_json::json!({"name": "admin", "password": "guess"}).to_string();
+    let verified = status_of("POST", &format!("{grading}/accounts/verify"), &verify, &key).await;
+    let patched = status_of("POST", &format!("{grading}/registry/update"), &patch.to_string(), &key).await;
+    let self_patched = status_of("POST", &format!("{log}/registry/update"), &patch.to_string(), &to_registry).await;
+
+    assert_eq!(registered, 403, "registered as GradingService with the log service's credential");
+    assert_eq!(removed, 403, "deregistered grading with the log service's credential");
+    assert_eq!(verified, 403, "asked grading to verify a password");
+    assert_eq!(patched, 403, "posted a patch to grading");
+    assert_eq!(self_patched, 401, "posted a patch to itself with a key meant for the registry");
+    let listed: Vec<serde_json::Value> = reqwest::Client::new()
+        .get(format!("{registry}/services/GradingService"))
+        .bearer_auth(operator_bearer("least-privilege-cluster-token", REGISTRY))
+        .send()
+        .await
+        .expect("the registry answers")
+        .json()
+        .await
+        .expect("providers");
+    assert_eq!(listed, vec![serde_json::json!({"Name": "GradingService", "URL": grading})]);
+}
+
+/// Every endpoint of every service, called with each service's key for it:
+/// exactly the policy of docs/operations.md lets a call through.
+#[tokio::test]
+async fn each_endpoint_answers_exactly_the_callers_its_policy_names() {
+    const K: &str = "policy-matrix-cluster-token";
+    let mut up = Up::start_with(&free_addr(), &[], &[("GRADEBOOK_TOKEN", K)]);
+    up.wait_until_up();
+    let (registry, grading, log) = (up.registry_url.clone(), up.grading_url.clone(), up.log_url());
+    let callers = [REGISTRY, "LogService", "GradingService", "Portal"];
+    // What `caller` would send `receiver` (the registry's patch key toward
+    // the services; everyone's pairwise key otherwise).
+    let bearer = |caller: &str, receiver: &str| {
+        let key = if caller == REGISTRY && receiver != REGISTRY {
+            from_registry(&root(K, REGISTRY), receiver)
+        } else {
+            pair(&root(K, receiver), caller)
+        };
+        format!("{caller}:{}", hex::encode(key))
+    };
+    let empty_patch = serde_json::json!({"Added": [], "Removed": []}).to_string();
+    let verify = serde_json::json!({"name": "admin", "password": "guess"}).to_string();
+    let record = serde_json::json!([{"service": "Matrix", "level": "info", "message": "matrix"}]).to_string();
+    // (receiver, method, url, body, callers allowed)
+    let endpoints: Vec<(&str, &str, String, String, &[&str])> = vec![
+        (REGISTRY, "GET", format!("{registry}/services"), String::new(), &callers),
+        ("LogService", "GET", format!("{log}/log"), String::new(), &["Portal"]),
+        ("LogService", "GET", format!("{log}/log/stats"), String::new(), &["Portal"]),
+        ("LogService", "POST", format!("{log}/log"), record, &callers),
+        ("LogService", "POST", format!("{log}/registry/update"), empty_patch.clone(), &[REGISTRY]),
+        ("GradingService", "GET", format!("{grading}/students"), String::new(), &["Portal"]),
+        ("GradingService", "POST", format!("{grading}/accounts/verify"), verify, &["Portal"]),
+        ("GradingService", "GET", format!("{grading}/accounts/admin"), String::new(), &["Portal"]),
+        ("GradingService", "POST", format!("{grading}/registry/update"), empty_patch, &[REGISTRY]),
+    ];
+
+    let mut wrong = vec![];
+    for (receiver, method, url, body, allowed) in &endpoints {
+        for caller in callers.iter().filter(|c| *c != receiver) {
+            let (refused, status) = gate_refuses(method, url, body, &bearer(caller, receiver)).await;
+            if refused == allowed.contains(caller) {
+                wrong.push(format!("{caller} → {method} {url}: {status}"));
+            }
+        }
+    }
+
+    assert!(wrong.is_empty(), "calls answered against the policy:\n{}", wrong.join("\n"));
+}
+
+/// Finding 1, end to end: a fake grading registered with the log service's
+/// credential is refused, a forged patch to the portal too, and the portal
+/// sends no sign-in (an API token here) anywhere but the real grading.
+#[tokio::test]
+async fn a_fake_grading_with_another_services_credential_gets_no_sign_in_from_the_portal() {
+    const K: &str = "finding-one-cluster-token";
+    let portal_addr = free_addr();
+    let mut up = Up::start_with(&free_addr(), &["--portal-addr", &portal_addr], &[("GRADEBOOK_TOKEN", K)]);
+    up.wait_until_up();
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let record = seen.clone();
+    let fake = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        record.lock().unwrap().push(request.uri().to_string());
+        async { axum::Json(serde_json::json!({"name": "admin", "role": "teacher"})) }
+    });
+    let fake_url = gradebook_tests::serve_app(fake).await;
+    let log = credential_of(&up, "log");
+    let posing = serde_json::json!({
+        "ServiceName": "GradingService", "ServiceURL": fake_url,
+        "HeartbeatURL": format!("{fake_url}/heartbeat"), "ServiceUpdateURL": format!("{fake_url}/registry/update")
+    });
+    let patch = serde_json::json!({"Added": [{"Name": "GradingService", "URL": fake_url}], "Removed": []}).to_string();
+    let to_registry = log.bearer_to(REGISTRY).expect("a key for the registry");
+
+    let registered =
+        status_of("POST", &format!("{}/services", up.registry_url), &posing.to_string(), &to_registry).await;
+    let portal = format!("http://{portal_addr}");
+    let patched = status_of("POST", &format!("{portal}/registry/update"), &patch, &to_registry).await;
+    let mut answers = vec![];
+    for i in 0..6 {
+        let token = format!("gb_admin_{i:0>40}");
+        answers.push(status_of("GET", &format!("{portal}/api/students"), "", &token).await);
+    }
+
+    assert_eq!(registered, 403, "the log service's credential registered as GradingService");
+    assert_eq!(patched, 401, "a forged patch reached the portal's providers");
+    assert!(answers.iter().all(|s| *s == 401 || *s == 429), "a junk token signed in: {answers:?}");
+    assert!(seen.lock().unwrap().is_empty(), "the fake grading was asked: {:?}", seen.lock().unwrap());
+    let metrics = reqwest::get(format!("{portal}/metrics")).await.expect("the portal answers").status();
+    assert_ne!(metrics, 200, "the portal's /metrics is open to anyone");
 }

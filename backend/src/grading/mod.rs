@@ -18,6 +18,7 @@
 //! it kept only when told of a change (or while it cannot hear the feed).
 //!
 //! - [`args`]: the `gradebook grading` command line;
+//! - [`callers`]: who may call which route (the portal; the registry's patches);
 //! - [`routes`]: the router and its handlers;
 //! - [`error`]: the service's error and its JSON answers;
 //! - [`answer`], [`cache`]: a read's kept answer, and the snapshots;
@@ -30,6 +31,7 @@
 pub mod answer;
 pub mod args;
 pub mod cache;
+pub mod callers;
 pub mod error;
 pub mod feed;
 pub mod routes;

@@ -4,6 +4,7 @@
 //!
 //! - this module: the service's state, its routes and its serving;
 //! - [`ingest`]: `POST /log`, entries checked and stored;
+//! - [`callers`]: who may call which route (any service ships; the portal reads);
 //! - [`query`]: `GET /log`, a page of entries that match a [`Filter`], by
 //!   cursor;
 //! - [`export`]: `GET /log/export`, every retained entry that matches, as
@@ -16,6 +17,7 @@
 //! - [`args`]: `gradebook log`'s flags.
 
 pub mod args;
+pub mod callers;
 mod error;
 mod export;
 mod filter;

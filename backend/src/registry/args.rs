@@ -82,6 +82,8 @@ impl RegistryArgs {
                 session_interval: self.session_probe_interval.into(),
             },
             token: self.common.token.clone(),
+            credential: self.common.credential.clone(),
+            metrics_token: self.common.metrics_token.clone(),
             allow_foreign_urls: self.allow_foreign_urls,
             patch_timeout: self.patch_timeout.into(),
             drain_timeout: self.common.drain_timeout.into(),

@@ -16,6 +16,12 @@ pub enum RegistryError {
     Full(&'static str, usize),
     #[error("{url} is registered as {name}: deregister it first")]
     TakenUrl { url: String, name: String },
+    #[error(
+        "{url} is not on the caller's own address ({peer}); the registry is started with --allow-foreign-urls for that"
+    )]
+    ForeignUrl { url: String, peer: std::net::IpAddr },
+    #[error("{caller} may register and deregister only as {caller}, not as {name}")]
+    NotYourName { caller: String, name: String },
     #[error("this registration is over: register again")]
     SessionEnded,
 }
@@ -24,6 +30,12 @@ impl IntoResponse for RegistryError {
     fn into_response(self) -> Response {
         let message = self.to_string();
         match self {
+            RegistryError::NotYourName { .. } => {
+                error_response(StatusCode::FORBIDDEN, ErrorBody { error: message, field: Some("ServiceName".into()) })
+            }
+            RegistryError::ForeignUrl { .. } => {
+                error_response(StatusCode::FORBIDDEN, ErrorBody { error: message, field: Some("ServiceURL".into()) })
+            }
             RegistryError::Invalid { field, .. } => {
                 error_response(StatusCode::BAD_REQUEST, ErrorBody { error: message, field: Some(field) })
             }

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
+use gradebook_runtime::credential::Caller;
 use gradebook_runtime::http::{ApiJson, finish_router};
 use gradebook_shared::registry::{Patch, PatchEntry, Registration, ServiceStatus, session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,11 +29,16 @@ pub fn router(registry: Registry) -> Router {
         .route("/sessions", post(session))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(registry.clone());
-    // Closed with a token: only its holders register, deregister, hold
-    // sessions or read the list, so the registry probes only what a holder
-    // asked for.
-    let token = registry.config().token.clone();
-    gradebook_runtime::http::require_token(finish_router(api, BODY_LIMIT), token, gradebook_runtime::http::OPEN_PATHS)
+    // Closed with a credential: only services of the cluster register,
+    // deregister, hold sessions or read the list, so the registry probes
+    // only what one of them asked for; each under its own name (below).
+    let credential = registry.config().credential();
+    gradebook_runtime::http::require_credential(
+        finish_router(api, BODY_LIMIT),
+        credential,
+        super::callers::any_service,
+        gradebook_runtime::http::OPEN_PATHS,
+    )
 }
 
 /// Serves the registry on `listener` until `shutdown` is cancelled.
@@ -41,9 +47,8 @@ pub fn router(registry: Registry) -> Router {
 pub async fn serve(listener: TcpListener, registry: Registry, shutdown: CancellationToken) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "registry listening");
-    let serving = axum::serve(listener, router(registry.clone()))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future();
+    let app = router(registry.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let serving = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).into_future();
     let serving = gradebook_runtime::http::drained_within(serving, &shutdown, registry.config().drain_timeout);
     let url = format!("http://{addr}");
     let me = Registration {
@@ -67,12 +72,40 @@ pub async fn serve(listener: TcpListener, registry: Registry, shutdown: Cancella
 
 async fn register(
     State(registry): State<Registry>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    caller: Option<axum::Extension<Caller>>,
     ApiJson(reg): ApiJson<Registration>,
 ) -> Result<Json<Patch>, RegistryError> {
+    may_act_as(caller.as_ref(), &reg.service_name)?;
+    // Without a known peer (a router served without connect info) there is
+    // no address to hold the URL to.
+    if let (false, Some(axum::Extension(axum::extract::ConnectInfo(peer)))) =
+        (registry.config().allow_foreign_urls, peer)
+    {
+        super::peer::own_address(&reg.service_url, peer.ip()).await?;
+    }
     Ok(Json(registry.register(reg).await?))
 }
 
-async fn deregister(State(registry): State<Registry>, body: String) -> Result<Json<serde_json::Value>, RegistryError> {
+/// A caller acts only under the name its credential is for (the operator
+/// under any); an open registry has no callers to hold to a name.
+fn may_act_as(caller: Option<&axum::Extension<Caller>>, name: &str) -> Result<(), RegistryError> {
+    match caller {
+        Some(axum::Extension(c)) if !c.is_operator() && c.0 != name => {
+            Err(RegistryError::NotYourName { caller: c.0.clone(), name: name.to_owned() })
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn deregister(
+    State(registry): State<Registry>,
+    caller: Option<axum::Extension<Caller>>,
+    body: String,
+) -> Result<Json<serde_json::Value>, RegistryError> {
+    if let Some(name) = registry.registered_name(body.trim()) {
+        may_act_as(caller.as_ref(), &name)?;
+    }
     registry.deregister(&body)?;
     Ok(Json(serde_json::json!({ "removed": body.trim() })))
 }
@@ -101,8 +134,12 @@ struct SessionQuery {
 async fn session(
     State(registry): State<Registry>,
     Query(q): Query<SessionQuery>,
+    caller: Option<axum::Extension<Caller>>,
     mut request: Request,
 ) -> Result<Response, RegistryError> {
+    if let Some(name) = registry.registered_name(&q.url) {
+        may_act_as(caller.as_ref(), &name)?;
+    }
     // Held while the session is open: past the cap, 429.
     let slot = registry.session_slot()?;
     let (generation, ended) = registry.session_opened(&q.url)?;

@@ -12,11 +12,14 @@
 //!   dependent has been told);
 //! - [`probe`]: one heartbeat probe, over a connection its prober keeps;
 //! - [`validate`]: what a registration must look like;
+//! - [`peer`]: that a registration names its caller's own address;
 //! - [`error`]: the one error type, as the one JSON error shape.
 
 pub mod args;
+mod callers;
 mod error;
 mod http;
+mod peer;
 mod policy;
 mod probe;
 mod state;
@@ -34,8 +37,13 @@ pub use state::Registry;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub policy: Policy,
-    /// When set, `POST`/`DELETE /services` and sessions need `Authorization: Bearer <token>`.
+    /// The master secret K (a registry run by hand or in tests): the
+    /// registry derives its own credential from it.
     pub token: Option<String>,
+    /// The registry's own credential (what `up` hands it); wins over `token`.
+    pub credential: Option<gradebook_runtime::credential::Credential>,
+    /// The scrape credential `/metrics` takes when closed.
+    pub metrics_token: Option<String>,
     /// Let heartbeat and update URLs point at another host than the service.
     pub allow_foreign_urls: bool,
     /// Deadline of a patch delivery.
@@ -50,11 +58,23 @@ pub struct Config {
     pub max_sessions: usize,
 }
 
+impl Config {
+    /// The credential the registry runs with, None when open.
+    pub fn credential(&self) -> Option<gradebook_runtime::credential::Credential> {
+        use gradebook_runtime::credential::{Credential, REGISTRY};
+        let credential =
+            self.credential.clone().or_else(|| self.token.as_deref().map(|k| Credential::from_master(k, REGISTRY)));
+        credential.map(|c| c.with_scrape_token(self.metrics_token.clone()))
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
             policy: Policy::default(),
             token: None,
+            credential: None,
+            metrics_token: None,
             allow_foreign_urls: false,
             patch_timeout: Duration::from_millis(500),
             max_patch_backoff: Duration::from_secs(5),

@@ -49,6 +49,22 @@ pub(super) fn registration(reg: &Registration, allow_foreign: bool) -> Result<()
     Ok(())
 }
 
+/// Whether two service URLs name the same service: compared after parsing
+/// (scheme and host in lower case, default port dropped, `.` and `..`
+/// resolved) and without a trailing slash, so that a second spelling of a
+/// registered URL cannot take it over under another name.
+pub(super) fn same_url(a: &str, b: &str) -> bool {
+    match (normalized(a), normalized(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+fn normalized(value: &str) -> Option<String> {
+    let u = url::Url::parse(value).ok()?;
+    Some(u.as_str().trim_end_matches('/').to_owned())
+}
+
 fn parse_http_url(field: &str, value: &str) -> Result<url::Url, RegistryError> {
     let invalid = |message: String| RegistryError::Invalid { field: field.to_owned(), message };
     let u = url::Url::parse(value).map_err(|e| invalid(format!("{field} is not an absolute URL: {e}")))?;
@@ -56,4 +72,30 @@ fn parse_http_url(field: &str, value: &str) -> Result<url::Url, RegistryError> {
         return Err(invalid(format!("{field} must be an http or https URL with a host")));
     }
     Ok(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_url;
+
+    #[test]
+    fn spellings_of_one_url_are_the_same_url() {
+        let grading = "http://127.0.0.1:16000";
+        for other in [
+            "http://127.0.0.1:16000/",
+            "HTTP://127.0.0.1:16000",
+            "http://127.0.0.1:16000/a/..",
+            "http://127.0.0.1:16000//",
+        ] {
+            assert!(same_url(grading, other), "{other}");
+        }
+        assert!(same_url("http://Example.com:80/x/", "http://example.com/x"));
+    }
+
+    #[test]
+    fn different_addresses_and_paths_are_different_urls() {
+        assert!(!same_url("http://127.0.0.1:16000", "http://127.0.0.1:16001"));
+        assert!(!same_url("http://127.0.0.1:16000/a", "http://127.0.0.1:16000/b"));
+        assert!(!same_url("http://127.0.0.1:16000", "https://127.0.0.1:16000"));
+    }
 }

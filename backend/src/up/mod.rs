@@ -58,5 +58,6 @@ pub async fn run(args: &UpArgs, shutdown: CancellationToken) -> anyhow::Result<(
             ));
         }
     }
-    system::supervise_all(parts, &banner, &args.data_dir.join("up"), RestartPolicy::DEFAULT, shutdown).await
+    system::supervise_all(parts, token.as_deref(), &banner, &args.data_dir.join("up"), RestartPolicy::DEFAULT, shutdown)
+        .await
 }

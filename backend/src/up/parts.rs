@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use anyhow::bail;
 use gradebook_runtime::cli::{ServiceArgs, defaults_of};
+use gradebook_runtime::credential::{Credential, REGISTRY};
 use gradebook_shared::names;
 
 use super::args::UpArgs;
@@ -28,6 +29,19 @@ pub struct Part {
     pub registry_url: String,
 }
 
+/// The environment variable a child's credential travels in.
+pub const CREDENTIAL_ENV: &str = "GRADEBOOK_CREDENTIAL";
+
+/// The services each part may call (the registry besides, for every one but
+/// the registry itself).
+fn calls_of(service: &str) -> &'static [&'static str] {
+    match service {
+        names::PORTAL => &[names::GRADING, names::LOG],
+        names::LOG => &[],
+        _ => &[names::LOG],
+    }
+}
+
 /// The processes of the system, in start order.
 pub fn parts(args: &UpArgs, token: Option<&str>) -> anyhow::Result<Vec<Part>> {
     let registry_url = format!("http://{}", args.registry_addr);
@@ -41,11 +55,17 @@ pub fn parts(args: &UpArgs, token: Option<&str>) -> anyhow::Result<Vec<Part>> {
     }
     let common = args.common.clone();
     let service = ServiceArgs { registry_url: registry_url.clone(), common: common.clone(), ..defaults_of() };
-    let env: Vec<(String, String)> = token.iter().map(|t| ("GRADEBOOK_TOKEN".to_owned(), (*t).to_owned())).collect();
+    // Each child gets only its own credential, never the master secret:
+    // what it may call, and the key the registry's patches to it carry.
+    let credential = |service: &str, calls: &[&str]| -> Vec<(String, String)> {
+        token.iter().map(|k| (CREDENTIAL_ENV.to_owned(), Credential::derive(k, service, calls).render())).collect()
+    };
+    let scrape: Vec<(String, String)> =
+        args.common.metrics_token.iter().map(|t| ("GRADEBOOK_METRICS_TOKEN".to_owned(), t.clone())).collect();
     let part = |name: String, child: Child, addr: SocketAddr, service: Option<&str>| Part {
+        env: [credential(service.unwrap_or(REGISTRY), calls_of(service.unwrap_or(REGISTRY))), scrape.clone()].concat(),
         name,
         child,
-        env: env.clone(),
         ready_url: format!("http://{addr}/healthz"),
         registered_as: service.map(|s| (s.to_owned(), format!("http://{addr}"))),
         registry_url: registry_url.clone(),

@@ -99,6 +99,10 @@ fn start(
 ) -> anyhow::Result<(tokio::process::Child, Vec<tokio::task::JoinHandle<()>>)> {
     let mut child = Command::new(&launch.program)
         .args(&launch.args)
+        // The master secret stays with `up`: a child inherits neither it nor
+        // a credential meant for someone else, only what its part hands it.
+        .env_remove("GRADEBOOK_TOKEN")
+        .env_remove("GRADEBOOK_CREDENTIAL")
         .envs(launch.env.iter().cloned())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -25,6 +25,7 @@ struct Running {
 /// one of them keeps failing (then everything is stopped).
 pub(super) async fn supervise_all(
     parts: Vec<Part>,
+    master: Option<&str>,
     banner: &str,
     output_dir: &Path,
     policy: RestartPolicy,
@@ -47,10 +48,11 @@ pub(super) async fn supervise_all(
             Ok(Launch { name: part.name.clone(), program, args: part.child.args(), env: part.env.clone() })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    // With a cluster token the registry's list is closed: ask it with the
-    // token the children are handed.
-    let token = parts.iter().flat_map(|p| &p.env).find(|(k, _)| k == "GRADEBOOK_TOKEN").map(|(_, v)| v.as_str());
-    let client = gradebook_runtime::http::client(Duration::from_secs(1), token);
+    // With a credential the registry's list is closed: `up` asks it as the
+    // operator (it holds K), with the key for the registry only.
+    let bearer =
+        master.map(|k| gradebook_runtime::credential::operator_bearer(k, gradebook_runtime::credential::REGISTRY));
+    let client = gradebook_runtime::http::client(Duration::from_secs(1), bearer.as_deref());
     let width = parts.iter().map(|p| p.name.len()).chain([UP.len()]).max().unwrap_or(0);
     let colored = std::io::stdout().is_terminal();
     let mut running: Vec<Running> = vec![];

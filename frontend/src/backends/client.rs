@@ -145,10 +145,10 @@ impl Backends {
     }
 
     pub async fn services(&self) -> Result<Vec<ServiceStatus>, ApiError> {
+        let request = self.runtime.client().get(format!("{}/services", self.registry_url));
         let response = self
             .runtime
-            .client()
-            .get(format!("{}/services", self.registry_url))
+            .authorize(request, gradebook_runtime::credential::REGISTRY)
             .send()
             .await
             .map_err(|_| ApiError::unavailable("registry"))?;

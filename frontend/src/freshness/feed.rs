@@ -44,9 +44,9 @@ impl Decoder for FeedLines {
 /// One subscription, while it lasts: `Ok` once it flowed, then ended.
 pub async fn hold(fresh: &Freshness, runtime: &Runtime, url: &str, subscription: &Subscription) -> Result<(), String> {
     let subscribing = async {
+        let request = runtime.open_ended_client().get(format!("{url}{PATH}"));
         let response = runtime
-            .open_ended_client()
-            .get(format!("{url}{PATH}"))
+            .authorize(request, gradebook_shared::names::GRADING)
             .header(reqwest::header::CONNECTION, "upgrade")
             .header(reqwest::header::UPGRADE, PROTOCOL)
             .send()

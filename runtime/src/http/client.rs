@@ -1,11 +1,11 @@
 //! Outbound calls: the clients every process builds (each call with a
-//! deadline, the cluster token on every call) and how a failed call is told.
+//! deadline, and a fixed bearer when one is given) and how a failed call is
+//! told.
 
 use std::time::Duration;
 
-/// The outbound client shared by a process: pooled connections, no call
-/// without a deadline, and the cluster token (when there is one) on every
-/// call.
+/// An outbound client: pooled connections, no call without a deadline, and
+/// `token` (when given) as the bearer of every call.
 pub fn client(timeout: Duration, token: Option<&str>) -> reqwest::Client {
     builder(timeout.min(Duration::from_secs(2)), token).timeout(timeout).build().expect(BUILDS)
 }
@@ -42,7 +42,7 @@ fn builder(connect_timeout: Duration, token: Option<&str>) -> reqwest::ClientBui
 
 /// `Bearer <token>` as a header value kept out of debug output, or None for
 /// a token no header can carry (the command line refuses those).
-pub(super) fn bearer(token: &str) -> Option<axum::http::HeaderValue> {
+pub fn bearer(token: &str) -> Option<axum::http::HeaderValue> {
     let mut value = axum::http::HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
     value.set_sensitive(true);
     Some(value)

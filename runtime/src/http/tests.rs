@@ -1,4 +1,4 @@
-//! The finishing layer and the token gate, through `oneshot`.
+//! The finishing layer and the credential gate, through `oneshot`.
 
 use super::*;
 use axum::Router;
@@ -72,16 +72,31 @@ async fn routed_requests_are_counted_by_method_route_and_status() {
 }
 
 #[tokio::test]
-async fn a_closed_router_answers_only_token_holders_and_open_paths() {
-    let mut app = require_token(app(), Some("s3cret".into()), OPEN_PATHS);
-    for bearer in [None, Some("wrong"), Some("s3cre"), Some("s3cret2")] {
+async fn a_closed_router_answers_only_verified_callers_its_policy_names() {
+    use crate::credential::{Caller, Credential, operator_bearer};
+    fn only_portal(caller: &Caller, _: &axum::http::Method, _: &str) -> bool {
+        caller.0 == "Portal" || caller.is_operator()
+    }
+    let own = Credential::derive("K", "GradingService", &[]);
+    let mut app = require_credential(app(), Some(own), only_portal, OPEN_PATHS);
+    let portal = Credential::derive("K", "Portal", &["GradingService"]).bearer_to("GradingService").unwrap();
+    let log = Credential::derive("K", "LogService", &["GradingService"]).bearer_to("GradingService").unwrap();
+    let elsewhere = Credential::derive("other", "Portal", &["GradingService"]).bearer_to("GradingService").unwrap();
+    for bearer in [None, Some("K"), Some("Portal:00"), Some(elsewhere.as_str())] {
         let (status, challenged, body) = send(&mut app, "GET", "/items/1", "", bearer).await;
         assert_eq!((status, challenged), (StatusCode::UNAUTHORIZED, true), "{bearer:?}");
-        assert!(body.contains("bearer token"), "{body}");
+        assert!(body.contains("credential"), "{body}");
     }
     assert_eq!(send(&mut app, "GET", "/nowhere", "", None).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(send(&mut app, "GET", "/items/1", "", Some("s3cret")).await.0, StatusCode::OK);
-    assert_eq!(send(&mut app, "GET", "/metrics", "", None).await.0, StatusCode::OK);
+    assert_eq!(send(&mut app, "GET", "/items/1", "", Some(&portal)).await.0, StatusCode::OK);
+    assert_eq!(
+        send(&mut app, "GET", "/items/1", "", Some(&operator_bearer("K", "GradingService"))).await.0,
+        StatusCode::OK
+    );
+    let (status, _, body) = send(&mut app, "GET", "/items/1", "", Some(&log)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("LogService may not call GET /items/1"), "{body}");
+    assert_eq!(send(&mut app, "GET", "/heartbeat", "", None).await.0, StatusCode::NOT_FOUND);
 }
 
 /// Calls `service` once (the tests' client).

@@ -27,7 +27,7 @@ impl Runtime {
         }
         let mut reason = String::new();
         for base in candidates {
-            let request = build(&self.inner.client, &base);
+            let request = self.authorize(build(&self.inner.client, &base), name);
             // A read may go to the next provider whatever happened to it: a
             // pooled connection to a provider that has just died fails only
             // once the request is on it. A write only when it never left.

@@ -40,6 +40,8 @@ struct Inner {
     url: String,
     providers: Providers,
     client: reqwest::Client,
+    /// What this service proves itself with, and checks its callers by.
+    credential: Option<crate::credential::Credential>,
     /// Sessions live as long as the service: no overall deadline.
     session_client: reqwest::Client,
     deregistered: AtomicBool,
@@ -65,14 +67,13 @@ impl Runtime {
             format!("http://{addr}")
         });
         let url = url.trim_end_matches('/').to_owned();
-        // Every call carries the cluster token: to the registry, to providers
-        // (found through the registry, which only token holders can join)
-        // and to the log service.
-        let token = spec.token.as_deref();
-        let session_client = crate::http::open_ended_client(spec.call_timeout, token);
+        // The clients carry no credential: each call is given the key for
+        // its receiver (see `authorize`), which opens that receiver only.
+        let session_client = crate::http::open_ended_client(spec.call_timeout, None);
         Self {
             inner: Arc::new(Inner {
-                client: crate::http::client(spec.call_timeout, token),
+                client: crate::http::client(spec.call_timeout, None),
+                credential: spec.effective_credential(),
                 session_client,
                 url,
                 spec,
@@ -102,10 +103,31 @@ impl Runtime {
         &self.inner.client
     }
 
+    /// A client whose every call carries this service's key for `receiver`
+    /// (for code that builds its own requests, like the log shipper).
+    pub fn client_to(&self, receiver: &str) -> reqwest::Client {
+        let bearer = self.inner.credential.as_ref().and_then(|c| c.bearer_to(receiver));
+        crate::http::client(self.inner.spec.call_timeout, bearer.as_deref())
+    }
+
     /// A client without an overall deadline (for streams), with the same
     /// credentials as [`Runtime::client`].
     pub fn open_ended_client(&self) -> &reqwest::Client {
         &self.inner.session_client
+    }
+
+    /// The credential this service runs with (None when open).
+    pub fn credential(&self) -> Option<&crate::credential::Credential> {
+        self.inner.credential.as_ref()
+    }
+
+    /// `request` with this service's key for `receiver`: every outbound
+    /// call goes through here, so a key only ever reaches its receiver.
+    pub fn authorize(&self, request: reqwest::RequestBuilder, receiver: &str) -> reqwest::RequestBuilder {
+        match self.inner.credential.as_ref().and_then(|c| c.bearer_to(receiver)).and_then(|b| crate::http::bearer(&b)) {
+            Some(value) => request.header(reqwest::header::AUTHORIZATION, value),
+            None => request,
+        }
     }
 
     /// The registry's URL for `path` (for registering and the session).

@@ -30,6 +30,7 @@ impl Runtime {
 
     async fn register_once(&self) -> Result<(), String> {
         let req = self.inner.client.post(self.registry("/services")).json(&self.registration());
+        let req = self.authorize(req, crate::credential::REGISTRY);
         let response = req.send().await.map_err(|e| crate::http::describe(&e))?;
         let status = response.status();
         if !status.is_success() {
@@ -119,10 +120,9 @@ impl Runtime {
         if self.inner.deregistered.swap(true, Ordering::SeqCst) {
             return;
         }
+        let req = self.inner.client.delete(self.registry("/services"));
         let req = self
-            .inner
-            .client
-            .delete(self.registry("/services"))
+            .authorize(req, crate::credential::REGISTRY)
             .header(reqwest::header::CONTENT_TYPE, "text/plain")
             .timeout(Duration::from_secs(1))
             .body(self.url().to_owned());

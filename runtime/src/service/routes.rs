@@ -24,19 +24,33 @@ impl Runtime {
     }
 }
 
-/// Open to anyone; but only a probe carrying the cluster token (the
-/// registry's) counts as the registry still knowing us, so a stranger's
-/// polling cannot keep a forgotten service from registering again.
+/// Open to anyone; but only a probe with the registry's fresh proof counts
+/// as the registry still knowing us, so a stranger's polling cannot keep a
+/// forgotten service from registering again. The proof is no credential:
+/// it opens nothing, here or elsewhere.
 async fn heartbeat(State(rt): State<Runtime>, headers: axum::http::HeaderMap) -> &'static str {
-    if rt.inner.spec.token.as_deref().is_none_or(|t| crate::http::token_matches(&headers, t)) {
+    let proven = |c: &crate::credential::Credential| {
+        let proof = headers.get(crate::credential::PROBE_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+        c.accepts_probe(proof, crate::credential::unix_now())
+    };
+    if rt.inner.credential.as_ref().is_none_or(proven) {
         rt.heard();
     }
     "ok"
 }
 
-async fn receive_patch(State(rt): State<Runtime>, ApiJson(pushed): ApiJson<PushedPatch>) -> Json<serde_json::Value> {
+async fn receive_patch(State(rt): State<Runtime>, ApiJson(pushed): ApiJson<PushedPatch>) -> axum::response::Response {
+    if pushed.seq.is_some_and(|seq| !crate::providers::seq_is_plausible(seq)) {
+        return crate::http::error_response(
+            axum::http::StatusCode::BAD_REQUEST,
+            gradebook_shared::ErrorBody {
+                error: "Seq is past any number a registry could have sent".into(),
+                field: Some("Seq".into()),
+            },
+        );
+    }
     let patch = &pushed.patch;
     tracing::debug!(added = ?patch.added, removed = ?patch.removed, seq = ?pushed.seq, "patch received");
     let applied = rt.inner.providers.apply_pushed(&pushed);
-    Json(serde_json::json!({ "applied": applied }))
+    axum::response::IntoResponse::into_response(Json(serde_json::json!({ "applied": applied })))
 }

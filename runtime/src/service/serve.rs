@@ -20,14 +20,16 @@ pub async fn serve(
     app: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    // Closed by default: with a cluster token, nothing but liveness and
-    // metrics answers without it. A people-facing app (the portal) checks
-    // its own callers; its patch endpoint still takes only the registry's.
-    let token = runtime.inner.spec.token.clone();
+    // Closed by default: with a credential, nothing but liveness answers
+    // callers its policy does not name. A people-facing app (the portal)
+    // checks its own callers; its patch endpoint still takes only the registry's.
+    let (credential, policy) = (runtime.inner.credential.clone(), runtime.inner.spec.policy);
     let app = if runtime.inner.spec.people_facing {
-        crate::http::require_token(runtime.routes(), token, crate::http::OPEN_PATHS).merge(app)
+        let runtime_routes =
+            crate::http::require_credential(runtime.routes(), credential.clone(), policy, crate::http::OPEN_PATHS);
+        crate::http::guard_metrics(runtime_routes.merge(app), credential)
     } else {
-        crate::http::require_token(runtime.routes().merge(app), token, crate::http::OPEN_PATHS)
+        crate::http::require_credential(runtime.routes().merge(app), credential, policy, crate::http::OPEN_PATHS)
     };
     // The listener is already bound, so registering now cannot send anyone
     // to a service that does not answer yet.
@@ -38,7 +40,7 @@ pub async fn serve(
     let shipper = runtime.inner.spec.logs.clone().map(|buffer| {
         let rt = runtime.clone();
         let destination: logship::Destination = Arc::new(move || rt.providers().shuffled(names::LOG));
-        tokio::spawn(buffer.ship(destination, runtime.client().clone(), stop_shipping.clone()))
+        tokio::spawn(buffer.ship(destination, runtime.client_to(names::LOG), stop_shipping.clone()))
     });
     tracing::info!(service = %runtime.name(), url = %runtime.url(), "listening");
     let rt = runtime.clone();

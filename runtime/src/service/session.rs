@@ -21,10 +21,9 @@ impl Runtime {
             return SessionEnd::Shutdown;
         }
         let session = async {
+            let request = self.inner.session_client.post(self.registry("/sessions"));
             let request = self
-                .inner
-                .session_client
-                .post(self.registry("/sessions"))
+                .authorize(request, crate::credential::REGISTRY)
                 .query(&[("url", self.url())])
                 .header(reqwest::header::CONNECTION, "upgrade")
                 .header(reqwest::header::UPGRADE, session::PROTOCOL);

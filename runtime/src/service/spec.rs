@@ -1,5 +1,5 @@
 //! Who a service is and what it needs: its name, address, required
-//! services, registry, token and deadlines.
+//! services, registry, credential, caller policy and deadlines.
 
 use std::time::Duration;
 
@@ -16,7 +16,16 @@ pub struct ServiceSpec {
     pub required: Vec<String>,
     /// Base URL of the registry, e.g. `http://127.0.0.1:3000`.
     pub registry_url: String,
+    /// The master secret K, for a process started with `--token` (tests,
+    /// hand runs): it derives its own credential from it.
     pub token: Option<String>,
+    /// This service's own credential (what `up` hands a child); wins over
+    /// `token`.
+    pub credential: Option<crate::credential::Credential>,
+    /// The scrape credential `/metrics` takes when closed.
+    pub metrics_token: Option<String>,
+    /// Which callers may call which of its routes (default deny).
+    pub policy: crate::credential::Policy,
     /// Deadline of calls to the registry and to providers.
     pub call_timeout: Duration,
     /// Hold a session with the registry so a crash is noticed at once. Off,
@@ -49,6 +58,9 @@ impl ServiceSpec {
             required: vec![],
             registry_url: registry_url.into(),
             token: None,
+            credential: None,
+            metrics_token: None,
+            policy: crate::credential::allow_only_registry_patches,
             call_timeout: Self::DEFAULT_CALL_TIMEOUT,
             session: true,
             logs: None,
@@ -56,6 +68,22 @@ impl ServiceSpec {
             reregister_after: Self::DEFAULT_REREGISTER_AFTER,
             people_facing: false,
         }
+    }
+
+    /// Sets the caller policy of the service's routes.
+    pub fn policy(mut self, policy: crate::credential::Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The credential this service runs with: its own, or one derived from
+    /// the master secret; None when open.
+    pub fn effective_credential(&self) -> Option<crate::credential::Credential> {
+        let credential = self
+            .credential
+            .clone()
+            .or_else(|| self.token.as_deref().map(|k| crate::credential::Credential::from_master(k, &self.name)));
+        credential.map(|c| c.with_scrape_token(self.metrics_token.clone()))
     }
 
     pub fn requires(mut self, names: &[&str]) -> Self {

@@ -31,16 +31,17 @@ enum How {
     Plain(Plain),
     /// Through the shared client (`https`, or a URL the plain path does not
     /// take: one with credentials in it, say).
-    Client(reqwest::Url),
+    Client(reqwest::Url, Option<String>),
 }
 
 impl Probe {
-    /// `token`: the cluster token, sent as `Authorization: Bearer` with
-    /// every probe.
-    pub fn new(url: &reqwest::Url, token: Option<&str>, connections: &Connections) -> Self {
-        let how = match Plain::new(url, token, connections) {
+    /// `proof`: the registry's short-lived probe proof (see
+    /// `gradebook_runtime::credential::Credential::probe_proof`), sent in its
+    /// own header: it opens nothing, so the probed address gains nothing.
+    pub fn new(url: &reqwest::Url, proof: Option<&str>, connections: &Connections) -> Self {
+        let how = match Plain::new(url, proof, connections) {
             Some(plain) => How::Plain(plain),
-            None => How::Client(url.clone()),
+            None => How::Client(url.clone(), proof.map(str::to_owned)),
         };
         Self { how }
     }
@@ -50,7 +51,7 @@ impl Probe {
     pub async fn run(&mut self, client: &reqwest::Client) -> Result<(), String> {
         match &mut self.how {
             How::Plain(plain) => plain.probe().await,
-            How::Client(url) => shared_client::probe(client, url).await,
+            How::Client(url, proof) => shared_client::probe(client, url, proof.as_deref()).await,
         }
     }
 }
@@ -122,7 +123,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_probe_asks_for_the_path_and_query_with_the_host_and_the_token() {
+    async fn a_probe_asks_for_the_path_and_query_with_the_host_and_its_proof_but_no_credential() {
         let svc = service("/svc/7/heartbeat?x=1", |_, _| (OK.into(), false)).await;
         let mut p = Probe::new(&svc.url, Some("s3cret"), &Connections::default());
         assert_eq!(probe(&mut p).await, Ok(()));
@@ -130,11 +131,12 @@ mod tests {
         let port = svc.url.port().unwrap();
         assert!(head.starts_with("get /svc/7/heartbeat?x=1 http/1.1\r\n"), "{head}");
         assert!(head.contains(&format!("\r\nhost: 127.0.0.1:{port}\r\n")), "{head}");
-        assert!(head.contains("\r\nauthorization: bearer s3cret\r\n"), "{head}");
+        assert!(head.contains("\r\nx-gradebook-probe: s3cret\r\n"), "{head}");
+        assert!(!head.contains("authorization"), "{head}");
 
         let mut p = Probe::new(&svc.url, None, &Connections::default());
         assert_eq!(probe(&mut p).await, Ok(()));
-        assert!(!svc.heads.lock().unwrap()[1].to_lowercase().contains("authorization"));
+        assert!(!svc.heads.lock().unwrap()[1].to_lowercase().contains("probe"));
     }
 
     #[tokio::test]
@@ -256,7 +258,7 @@ mod tests {
     fn the_request_is_written_once_with_the_host_as_reqwest_sends_it() {
         let request = |u: &str, token| match Probe::new(&u.parse().unwrap(), token, &Connections::default()).how {
             How::Plain(p) => String::from_utf8(p.request.into()).unwrap(),
-            How::Client(_) => unreachable!(),
+            How::Client(..) => unreachable!(),
         };
         assert_eq!(
             request("http://localhost:80/heartbeat#x", None),
@@ -264,7 +266,7 @@ mod tests {
         );
         assert_eq!(
             request("http://[::1]:8080/a%20b?q=1", Some("t0k")),
-            "GET /a%20b?q=1 HTTP/1.1\r\nhost: [::1]:8080\r\naccept: */*\r\nauthorization: Bearer t0k\r\n\r\n"
+            "GET /a%20b?q=1 HTTP/1.1\r\nhost: [::1]:8080\r\naccept: */*\r\nx-gradebook-probe: t0k\r\n\r\n"
         );
         assert!(!request("http://localhost:8080/", Some("bad\r\ntoken")).contains("authorization"));
     }
@@ -314,7 +316,7 @@ mod tests {
 
         let address = match &first.how {
             How::Plain(plain) => plain.address.clone(),
-            How::Client(_) => unreachable!(),
+            How::Client(..) => unreachable!(),
         };
         drop(first);
         let idle = |c: &Connections| c.kept_for(&address);

@@ -3,11 +3,15 @@
 
 use super::PROBE_BODY_LIMIT;
 
-/// A probe through the shared client (which follows no redirects and sends
-/// the token itself).
-pub(super) async fn probe(client: &reqwest::Client, url: &reqwest::Url) -> Result<(), String> {
+/// A probe through the shared client (which follows no redirects and
+/// carries no credential), with the registry's probe proof.
+pub(super) async fn probe(client: &reqwest::Client, url: &reqwest::Url, proof: Option<&str>) -> Result<(), String> {
     let describe = |e: reqwest::Error| gradebook_runtime::http::describe(&e);
-    let mut response = client.get(url.clone()).send().await.map_err(describe)?;
+    let mut request = client.get(url.clone());
+    if let Some(proof) = proof {
+        request = request.header(gradebook_runtime::credential::PROBE_HEADER, proof);
+    }
+    let mut response = request.send().await.map_err(describe)?;
     let status = response.status();
     // Reading the (tiny) body lets the connection go back to the pool; a
     // huge or endless one is cut off (and its connection dropped).

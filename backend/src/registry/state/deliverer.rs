@@ -30,9 +30,11 @@ pub(super) async fn deliver(registry: &Registry, url: &str) -> Delivery {
     let Some(lock) = registry.send_lock(url) else { return Delivery::UpToDate };
     let _sending = lock.lock().await;
     let Some(pending) = registry.next_patch(url) else { return Delivery::UpToDate };
-    let result = registry
-        .client()
-        .post(&pending.update_url)
+    let mut request = registry.client().post(&pending.update_url);
+    if let Some(credential) = registry.config().credential() {
+        request = request.bearer_auth(credential.registry_bearer_to(&pending.name));
+    }
+    let result = request
         .timeout(registry.config().patch_timeout)
         .json(&PushedPatch { patch: pending.patch.to_patch(), seq: Some(pending.seq) })
         .send()

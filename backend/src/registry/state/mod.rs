@@ -87,6 +87,8 @@ impl State {
 struct ProbeTarget {
     /// Parsed once per registration, not once per probe.
     pub heartbeat: Result<reqwest::Url, String>,
+    /// The service name it is registered under (its probe proof names it).
+    pub name: String,
     pub generation: u64,
     pub delay: Duration,
 }
@@ -98,15 +100,16 @@ struct PendingPatch {
     pub seq: u64,
     pub generation: u64,
     pub update_url: String,
+    /// The service it goes to (its patch key is for that name only).
+    pub name: String,
 }
 
 impl Registry {
     /// A registry whose background tasks stop when `shutdown` is cancelled.
     pub fn new(config: Config, shutdown: CancellationToken) -> Self {
-        // Every probe and patch sets its own deadline.
-        // With a token, patches carry it (the dependents' patch endpoints
-        // take only the registry's); probes go to open paths.
-        let client = gradebook_runtime::http::unredirected_client(config.policy.timeout, config.token.as_deref());
+        // Every probe and patch sets its own deadline. The client carries
+        // no credential: each patch is given the key for its receiver only.
+        let client = gradebook_runtime::http::unredirected_client(config.policy.timeout, None);
         let table = Table::new(config.policy.clone(), Instant::now());
         let registry = Self {
             inner: Arc::new(Inner {
@@ -165,8 +168,15 @@ impl Registry {
             rand::seq::SliceRandom::shuffle(urls.as_mut_slice(), &mut rand::rng());
             urls
         });
-        let client = gradebook_runtime::http::client(Duration::from_secs(5), self.inner.config.token.as_deref());
+        let credential = self.inner.config.credential();
+        let bearer = credential.and_then(|c| c.bearer_to(gradebook_shared::names::LOG));
+        let client = gradebook_runtime::http::client(Duration::from_secs(5), bearer.as_deref());
         tokio::spawn(buffer.ship(destination, client, self.inner.shutdown.clone()));
+    }
+
+    /// The name `url` is registered under, if it is.
+    pub fn registered_name(&self, url: &str) -> Option<String> {
+        self.state().table.name_at(url, super::validate::same_url).map(str::to_owned)
     }
 
     pub fn statuses(&self) -> Vec<ServiceStatus> {
@@ -185,7 +195,7 @@ impl Registry {
         tracing::info!(service = %reg.service_name, %url, required = ?reg.required_services, "registered");
         let generation = {
             let mut state = self.state();
-            match state.table.get(&url).map(|e| e.name().to_owned()) {
+            match state.table.name_at(&url, super::validate::same_url).map(str::to_owned) {
                 // Taking over a URL would cut its service off for good.
                 Some(held) if held != reg.service_name => return Err(RegistryError::TakenUrl { url, name: held }),
                 None if state.tasks.len() >= self.inner.config.max_registrations => {
@@ -266,6 +276,7 @@ impl Registry {
         let e = state.table.get(url)?;
         Some(ProbeTarget {
             heartbeat: reqwest::Url::parse(e.heartbeat_url()).map_err(|e| e.to_string()),
+            name: e.name().to_owned(),
             generation: e.generation,
             delay: state.table.probe_delay(e),
         })
@@ -316,9 +327,10 @@ impl Registry {
     fn next_patch(&self, url: &str) -> Option<PendingPatch> {
         let state = self.state();
         let (patch, generation) = state.table.next_patch(url, Instant::now())?;
-        let update_url = state.table.get(url)?.update_url().to_owned();
+        let entry = state.table.get(url)?;
+        let (update_url, name) = (entry.update_url().to_owned(), entry.name().to_owned());
         let seq = self.inner.next_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Some(PendingPatch { patch, seq, generation, update_url })
+        Some(PendingPatch { patch, seq, generation, update_url, name })
     }
 
     fn delivered(&self, url: &str, sent: &PendingPatch) {

@@ -39,14 +39,18 @@ impl ProbeMetrics {
 /// each probe with its own deadline, reporting every outcome to the registry.
 pub(super) async fn prober(registry: Registry, url: String, cancel: CancellationToken, probe_now: Arc<Notify>) {
     let timeout = registry.config().policy.timeout;
-    let token = registry.config().token.clone();
+    let credential = registry.config().credential();
     let metrics = ProbeMetrics::get();
     let Some(mut target) = registry.probe_target(&url) else { return };
     let new_probe = |target: &ProbeTarget| match &target.heartbeat {
-        Ok(url) => Ok(Probe::new(url, token.as_deref(), registry.probe_connections())),
+        Ok(url) => {
+            let proof = credential.as_ref().map(|c| c.probe_proof(&target.name, proof_time()));
+            Ok(Probe::new(url, proof.as_deref(), registry.probe_connections()))
+        }
         Err(why) => Err(why.clone()),
     };
     let mut probe = new_probe(&target);
+    let mut made_at = proof_time();
     // Made once, not once per wait: each one made is registered with the
     // token and unregistered again.
     let cancelled = cancel.cancelled();
@@ -81,12 +85,21 @@ pub(super) async fn prober(registry: Registry, url: String, cancel: Cancellation
         }
         let Some((delay, generation)) = registry.probe_result(&url, target.generation, outcome) else { return };
         target.delay = delay;
-        if generation != target.generation {
+        if generation != target.generation || proof_time() != made_at {
             // Registered again (perhaps with a new heartbeat URL).
             let Some(fresh) = registry.probe_target(&url) else { return };
             target = fresh;
             probe = new_probe(&target);
+            made_at = proof_time();
         }
         next.as_mut().reset(Instant::now() + target.delay);
     }
+}
+
+/// The probe proof's time, in steps of a few seconds: a probe is made again
+/// (with a fresh proof) only when it moves on, and a proof stays within the
+/// window its receiver accepts.
+fn proof_time() -> u64 {
+    let now = gradebook_runtime::credential::unix_now();
+    now - now % (gradebook_runtime::credential::PROBE_PROOF_SECS / 2)
 }

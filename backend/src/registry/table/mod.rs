@@ -150,6 +150,12 @@ impl Table {
         self.entries.get(url)
     }
 
+    /// The name held by an entry whose URL is `url` in another spelling
+    /// (`same` says when two URLs name one service).
+    pub fn name_at(&self, url: &str, same: impl Fn(&str, &str) -> bool) -> Option<&str> {
+        self.entries.get(url).or_else(|| self.entries.values().find(|e| same(&e.reg.service_url, url))).map(Entry::name)
+    }
+
     pub fn register(&mut self, reg: Registration) -> Registered {
         let now = Instant::now();
         let generation = self.next_generation;

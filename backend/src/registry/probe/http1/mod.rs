@@ -66,7 +66,7 @@ impl Failure {
 impl Plain {
     /// None when the URL is not one this path takes (not `http`, or with
     /// credentials in it).
-    pub(super) fn new(url: &reqwest::Url, token: Option<&str>, connections: &Connections) -> Option<Self> {
+    pub(super) fn new(url: &reqwest::Url, proof: Option<&str>, connections: &Connections) -> Option<Self> {
         if url.scheme() != "http" || !url.username().is_empty() || url.password().is_some() {
             return None;
         }
@@ -89,9 +89,9 @@ impl Plain {
         checked(target)?;
         checked(&authority)?;
         let mut request = format!("GET {target} HTTP/1.1\r\nhost: {authority}\r\naccept: */*\r\n");
-        // A token no header can carry is left out, as the shared client does.
-        if let Some(bearer) = token.map(|t| format!("Bearer {t}")).filter(|b| checked(b).is_some()) {
-            request.push_str(&format!("authorization: {bearer}\r\n"));
+        // A proof no header can carry is left out, as the shared client does.
+        if let Some(proof) = proof.filter(|p| checked(p).is_some()) {
+            request.push_str(&format!("{}: {proof}\r\n", gradebook_runtime::credential::PROBE_HEADER));
         }
         request.push_str("\r\n");
         let address = Address { host, port };
