@@ -20,8 +20,10 @@ test: setup test-rust release test-browser
 setup:
 	scripts/setup.sh
 
-# Unit and system tests in Rust, beside a throwaway PostgreSQL.
+# Unit and system tests in Rust, beside a throwaway PostgreSQL. The system
+# tests that run the whole cluster under `up` need the portal's binary.
 test-rust:
+	$(DEADLINE) 15m cargo build --bin gradebook-portal --features gradebook-frontend/ssr
 	$(DEADLINE) 30m scripts/with-postgres.sh cargo test --workspace --exclude gradebook-frontend --no-fail-fast
 	$(DEADLINE) 15m cargo test -p gradebook-frontend --features ssr
 
