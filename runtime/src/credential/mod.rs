@@ -126,8 +126,7 @@ impl Credential {
 
     /// Whether `bearer` is the scrape credential of `/metrics`.
     pub fn accepts_scrape(&self, bearer: &[u8]) -> bool {
-        use subtle::ConstantTimeEq;
-        self.scrape.as_ref().is_some_and(|s| s.len() == bearer.len() && bool::from(s.as_bytes().ct_eq(bearer)))
+        self.scrape.as_ref().is_some_and(|s| same(s.as_bytes(), bearer))
     }
 
     /// Parses the text [`Credential::render`] gives (the environment's form).
@@ -162,10 +161,8 @@ impl Credential {
     /// Who sent `bearer` (the text after `Bearer `), if anyone this service
     /// can check: a caller's pairwise key, the registry's key, or K.
     pub fn verify(&self, bearer: &[u8]) -> Option<Caller> {
-        use subtle::ConstantTimeEq;
         if let Some(k) = &self.master
-            && bearer.len() == k.len()
-            && bool::from(bearer.ct_eq(k.as_bytes()))
+            && same(bearer, k.as_bytes())
         {
             return Some(Caller(OPERATOR.to_owned()));
         }
@@ -173,13 +170,12 @@ impl Credential {
         let (name, given) = text.rsplit_once(':')?;
         let mut key = [0u8; 32];
         hex::decode_to_slice(given, &mut key).ok()?;
-        let expected = pair(&self.root, name);
-        if bool::from(key.ct_eq(&expected)) {
+        if same(&key, &pair(&self.root, name)) {
             return Some(Caller(name.to_owned()));
         }
         if name == REGISTRY
             && let Some(registry) = &self.registry
-            && bool::from(key.ct_eq(&registry.0))
+            && same(&key, &registry.0)
         {
             return Some(Caller(REGISTRY.to_owned()));
         }
@@ -197,13 +193,11 @@ impl Credential {
     /// As the registry: a proof, for `service`'s heartbeat at unix time
     /// `now`, that the probe is the registry's. It opens nothing anywhere.
     pub fn probe_proof(&self, service: &str, now: u64) -> String {
-        let key = from_registry(&self.root, service);
-        format!("{now}.{}", hex::encode(mac(&key, &[b"probe\0", now.to_string().as_bytes()])))
+        format!("{now}.{}", probe_mac(&from_registry(&self.root, service), now))
     }
 
     /// Whether `proof` is a fresh probe proof from the registry for us.
     pub fn accepts_probe(&self, proof: &[u8], now: u64) -> bool {
-        use subtle::ConstantTimeEq;
         let key = match (&self.master, &self.registry) {
             (Some(k), _) => from_registry(&root(k, REGISTRY), &self.name),
             (None, Some(key)) => key.0,
@@ -214,9 +208,20 @@ impl Credential {
         if at.abs_diff(now) > PROBE_PROOF_SECS {
             return false;
         }
-        let expected = hex::encode(mac(&key, &[b"probe\0", at.to_string().as_bytes()]));
-        bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+        same(given.as_bytes(), probe_mac(&key, at).as_bytes())
     }
+}
+
+/// The MAC a probe proof carries for unix time `at`, under the registry's
+/// key toward the probed service.
+fn probe_mac(key: &Key, at: u64) -> String {
+    hex::encode(mac(key, &[b"probe\0", at.to_string().as_bytes()]))
+}
+
+/// Whether two secrets are equal, compared in constant time (subtle answers
+/// false for different lengths without comparing).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    bool::from(subtle::ConstantTimeEq::ct_eq(a, b))
 }
 
 /// Seconds since the Unix epoch, for probe proofs.
